@@ -1,0 +1,81 @@
+// Package broker carries published push messages between Caddy nodes and
+// keeps their history. The push hub knows only this interface; memory (the
+// default, one node), nats and redis implement it.
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Position locates a message in its stream. Offsets increase within a
+// stream; the epoch changes whenever the stream's history is lost, so a
+// client position from another epoch cannot be recovered.
+type Position struct {
+	Offset uint64 `json:"offset"`
+	Epoch  string `json:"epoch"`
+}
+
+// Message is one published message as a broker carries it.
+type Message struct {
+	// Stream is the stream the message was published to, e.g. "user:alice",
+	// "event:news" or "all" (any string; brokers encode it for their subject
+	// or key syntax).
+	Stream string
+	// Position is set when history is on, zero otherwise.
+	Position Position
+	// Data is the push envelope, opaque to the broker.
+	Data []byte
+}
+
+// Handler receives the messages that other nodes published to streams this
+// node subscribed to, in publish order per stream. It must not block.
+type Handler func(Message)
+
+// History bounds what a broker keeps per stream for recovery. A zero Size
+// turns history off.
+type History struct {
+	// Size is the most messages kept per stream.
+	Size int
+	// TTL is how long a message is kept; zero keeps it until Size evicts it.
+	TTL time.Duration
+}
+
+// Broker is what the push hub needs from a transport between nodes.
+type Broker interface {
+	// Start connects and delivers, from then on, the messages of subscribed
+	// streams published on other nodes to h. It returns once the broker is
+	// usable or failed; later reconnects happen on their own.
+	Start(ctx context.Context, h Handler) error
+
+	// Publish appends data to the stream's history (when on) and sends it to
+	// every other node subscribed to the stream. The publishing node does not
+	// receive its own message through the Handler: the hub delivers locally.
+	// It returns the message's position (zero without history) and an error
+	// wrapping ErrUnavailable when the broker cannot take the message.
+	Publish(ctx context.Context, stream string, data []byte) (Position, error)
+
+	// Subscribe and Unsubscribe declare this node's interest in a stream, so
+	// that a node receives only what its own connections can match. The hub
+	// counts references and calls each once per transition. Both are safe to
+	// call while the broker is disconnected: interest is restored on reconnect.
+	Subscribe(stream string) error
+	Unsubscribe(stream string) error
+
+	// Since returns the messages of stream published after pos, oldest first,
+	// and the stream's current position. It returns an error wrapping
+	// ErrNotRecovered when it cannot return every message after pos (history
+	// off, epoch changed, or pos older than the oldest kept message).
+	Since(ctx context.Context, stream string, pos Position) ([]Message, Position, error)
+
+	// Close stops delivery and releases connections.
+	Close() error
+}
+
+var (
+	// ErrUnavailable is returned when the broker cannot be reached.
+	ErrUnavailable = errors.New("broker unavailable")
+	// ErrNotRecovered is returned by Since when a gap cannot be filled.
+	ErrNotRecovered = errors.New("position not recoverable")
+)

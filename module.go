@@ -1,0 +1,97 @@
+// Package caddyws gives Caddy two HTTP handler directives:
+//
+//   - websocket_tunnel: browsers reach plain TCP services (VNC, SSH, game
+//     servers) through a WebSocket, like novnc/websockify.
+//   - websocket_push: authenticated real-time push; browsers subscribe over a
+//     WebSocket, backends publish with an HTTP POST.
+//
+// This file registers both and holds what both handlers share: the hijack
+// adapter gorilla needs on Caddy >= 2.11.5, the origin check, and JSON errors.
+package caddyws
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+)
+
+func init() {
+	caddy.RegisterModule(Tunnel{})
+	caddy.RegisterModule(Push{})
+	httpcaddyfile.RegisterHandlerDirective("websocket_tunnel", parseTunnelCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("websocket_push", parsePushCaddyfile)
+	// After the auth directives (so identities are known) and before
+	// respond/file_server, which get every request that is not ours.
+	httpcaddyfile.RegisterDirectiveOrder("websocket_tunnel", httpcaddyfile.After, "encode")
+	httpcaddyfile.RegisterDirectiveOrder("websocket_push", httpcaddyfile.After, "encode")
+}
+
+// hijacker lets gorilla's Upgrader hijack a Caddy ResponseWriter: since
+// Caddy 2.11.5 the writer handed to handlers is wrapped and no longer asserts
+// to http.Hijacker, so the hijack goes through http.ResponseController, which
+// unwraps it (the same way reverse_proxy does).
+type hijacker struct {
+	http.ResponseWriter
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(h.ResponseWriter).Hijack()
+}
+
+// isExtendedConnect reports a WebSocket over HTTP/2 (RFC 8441) or HTTP/3
+// (RFC 9220) extended CONNECT, which gorilla cannot serve: Go's HTTP/2 server
+// passes the :protocol pseudo-header in the header map, quic-go sets Proto.
+func isExtendedConnect(r *http.Request) bool {
+	if r.Method != http.MethodConnect {
+		return false
+	}
+	return strings.EqualFold(r.Header.Get(":protocol"), "websocket") ||
+		strings.EqualFold(r.Proto, "websocket")
+}
+
+// originAllowed implements the origin policy both directives share. A request
+// without Origin is not from a browser and is allowed (browsers always send
+// it on WebSocket handshakes). With an empty allow-list only the request's own
+// host is accepted (same origin). Entries are full origins
+// ("https://app.example.com"), host patterns with a leading wildcard label
+// ("https://*.example.com"), or "*" for any origin.
+func originAllowed(r *http.Request, allowed []string) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if len(allowed) == 0 {
+		return strings.EqualFold(u.Host, r.Host)
+	}
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, origin) {
+			return true
+		}
+		if strings.Contains(a, "*") {
+			if ok, _ := path.Match(strings.ToLower(a), strings.ToLower(origin)); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// writeJSONError answers a request that is refused before any upgrade with a
+// status and a small JSON body: {"error": "..."}.
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}
