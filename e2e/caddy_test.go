@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// caddyProc is Caddy running as its own process (the binary users build),
+// listening on free loopback ports, with its own storage so its internal CA
+// is new for every test.
+type caddyProc struct {
+	t         *testing.T
+	HTTPPort  int
+	HTTPSPort int
+	AdminPort int
+	Storage   string
+	cmd       *exec.Cmd
+	log       *syncBuffer
+	done      chan struct{}
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer collects a child's output for the failure report.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startCaddy runs Caddy with the site blocks given (global options are added
+// here). The sites may use @HTTP@, @HTTPS@, @ADMIN@, @ROOT@ (the repository)
+// and any extra markers in vars. It waits until https://localhost:@HTTPS@/
+// answers and stops Caddy when the test ends.
+func startCaddy(t *testing.T, sites string, vars map[string]string) *caddyProc {
+	t.Helper()
+	cp := &caddyProc{
+		t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t),
+		Storage: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{}),
+	}
+	cfg := cp.Expand(`{
+	admin 127.0.0.1:@ADMIN@
+	persist_config off
+	http_port @HTTP@
+	https_port @HTTPS@
+	default_bind 127.0.0.1
+	skip_install_trust
+	storage file_system @STORAGE@
+	grace_period 1s
+	servers {
+		protocols h1 h2
+	}
+}
+`+sites, vars)
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cp.cmd = exec.Command(caddyBin, "run", "--config", file, "--adapter", "caddyfile")
+	cp.cmd.Dir = repoRoot
+	// HOME and XDG dirs inside the test so nothing touches the user's Caddy data.
+	home := t.TempDir()
+	cp.cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
+	cp.cmd.Stdout, cp.cmd.Stderr = cp.log, cp.log
+	cp.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cp.cmd.Start(); err != nil {
+		t.Fatalf("starting caddy: %v", err)
+	}
+	go func() { _ = cp.cmd.Wait(); close(cp.done) }()
+	t.Cleanup(cp.stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("caddy config:\n%s\ncaddy log (tail):\n%s", cfg, tail(cp.log.String(), 6000))
+		}
+	})
+	cp.waitReady()
+	return cp
+}
+
+// Expand replaces the markers in s.
+func (cp *caddyProc) Expand(s string, vars map[string]string) string {
+	pairs := []string{
+		"@HTTP@", fmt.Sprint(cp.HTTPPort), "@HTTPS@", fmt.Sprint(cp.HTTPSPort),
+		"@ADMIN@", fmt.Sprint(cp.AdminPort), "@ROOT@", repoRoot, "@STORAGE@", cp.Storage,
+	}
+	for k, v := range vars {
+		pairs = append(pairs, k, v)
+	}
+	return strings.NewReplacer(pairs...).Replace(s)
+}
+
+func (cp *caddyProc) stop() {
+	select {
+	case <-cp.done:
+		return
+	default:
+	}
+	_ = cp.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-cp.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cp.cmd.Process.Pid, syscall.SIGKILL)
+		<-cp.done
+	}
+}
+
+// waitReady polls the HTTPS site until it answers (the internal CA has issued
+// the certificate) or Caddy exits.
+func (cp *caddyProc) waitReady() {
+	cp.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}, // only a readiness probe
+	}}
+	for time.Now().Before(deadline) {
+		select {
+		case <-cp.done:
+			cp.t.Fatalf("caddy exited early:\n%s", tail(cp.log.String(), 6000))
+		default:
+		}
+		resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/", cp.HTTPSPort))
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cp.t.Fatalf("caddy did not answer on https within 30s:\n%s", tail(cp.log.String(), 6000))
+}
+
+// RootCAFile is the internal CA's root certificate (PEM), for clients that
+// verify the chain instead of skipping verification.
+func (cp *caddyProc) RootCAFile() string {
+	return filepath.Join(cp.Storage, "pki", "authorities", "local", "root.crt")
+}
+
+// TLSConfig trusts only Caddy's internal CA, as a client that installed it would.
+func (cp *caddyProc) TLSConfig() *tls.Config {
+	cp.t.Helper()
+	pem, err := os.ReadFile(cp.RootCAFile())
+	if err != nil {
+		cp.t.Fatalf("reading caddy's root CA: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		cp.t.Fatal("caddy's root CA is not PEM")
+	}
+	return &tls.Config{RootCAs: pool, ServerName: "localhost"}
+}
+
+// HTTPClient is an HTTPS client that verifies Caddy's certificate and
+// reaches "localhost" on loopback.
+func (cp *caddyProc) HTTPClient() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: cp.TLSConfig(),
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			_, port, _ := net.SplitHostPort(addr)
+			return (&net.Dialer{}).DialContext(ctx, "tcp", "127.0.0.1:"+port)
+		},
+	}}
+}
+
+// URL is https://localhost:<https port><path>.
+func (cp *caddyProc) URL(path string) string {
+	return fmt.Sprintf("https://localhost:%d%s", cp.HTTPSPort, path)
+}
+
+// WSURL is wss://localhost:<https port><path>.
+func (cp *caddyProc) WSURL(path string) string {
+	return fmt.Sprintf("wss://localhost:%d%s", cp.HTTPSPort, path)
+}
+
+// Admin calls Caddy's admin API.
+func (cp *caddyProc) Admin(method, path, body string) (int, string) {
+	cp.t.Helper()
+	req, err := http.NewRequest(method, fmt.Sprintf("http://127.0.0.1:%d%s", cp.AdminPort, path), strings.NewReader(body))
+	if err != nil {
+		cp.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		cp.t.Fatalf("admin %s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
