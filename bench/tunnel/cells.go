@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+)
+
+// echoReader reads the echo of what a writer sends and verifies every byte.
+// The writer reports its final offset with finish; the reader ends once it
+// has verified that many bytes. The mutex closes the race where the reader
+// is already blocked in Read at the final offset when the writer finishes:
+// the writer then wakes it with a past deadline.
+type echoReader struct {
+	s   stream
+	pat *pattern
+
+	mu       sync.Mutex
+	off      int64
+	final    int64
+	finished bool
+	onRead   func(off int64) // called with the new offset, under mu
+}
+
+func (r *echoReader) finish(final int64) {
+	r.mu.Lock()
+	r.final, r.finished = final, true
+	idle := r.off == final
+	r.mu.Unlock()
+	if idle {
+		_ = r.s.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+func (r *echoReader) run(deadline time.Time) error {
+	buf := make([]byte, patternExt)
+	_ = r.s.SetReadDeadline(deadline)
+	for {
+		n, err := r.s.Read(buf)
+		if n > 0 {
+			if verr := r.pat.verify(r.off, buf[:n]); verr != nil {
+				return verr
+			}
+		}
+		r.mu.Lock()
+		r.off += int64(n)
+		if r.onRead != nil {
+			r.onRead(r.off)
+		}
+		done := r.finished && r.off == r.final
+		over := r.finished && r.off > r.final
+		off := r.off
+		r.mu.Unlock()
+		if over {
+			return fmt.Errorf("echo has %d bytes more than was sent", off-r.final)
+		}
+		if done {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading echo at offset %d: %w", off, err)
+		}
+	}
+}
+
+type tputResult struct {
+	MBps  float64       // verified echo, 10^6 bytes per second, all connections
+	Bytes int64         // verified echo bytes
+	CPU   time.Duration // proxy CPU during the cell
+}
+
+// throughput runs conns connections for dur, each sending size-byte
+// messages with at most window bytes not yet echoed, and verifies every
+// echoed byte.
+func throughput(ctx context.Context, t target, size, conns int, dur time.Duration, pr probe) (tputResult, error) {
+	var res tputResult
+	ss := make([]stream, 0, conns)
+	defer func() {
+		for _, s := range ss {
+			s.Close()
+		}
+	}()
+	for i := 0; i < conns; i++ {
+		s, err := dial(ctx, t)
+		if err != nil {
+			return res, err
+		}
+		ss = append(ss, s)
+	}
+	windowMsgs := max(8, (256<<10)/size)
+	before := pr.read()
+	start := time.Now()
+	end := start.Add(dur)
+	errs := make(chan error, 2*conns)
+	totals := make([]int64, conns)
+	var wg sync.WaitGroup
+	for i, s := range ss {
+		pat := newPattern(uint64(i + 1))
+		tokens := make(chan struct{}, windowMsgs)
+		er := &echoReader{s: s, pat: pat}
+		released := int64(0)
+		er.onRead = func(off int64) {
+			for off >= (released+1)*int64(size) {
+				<-tokens
+				released++
+			}
+		}
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			var off int64
+			for time.Now().Before(end) {
+				tokens <- struct{}{}
+				if err := s.WriteMsg(pat.at(off, size)); err != nil {
+					errs <- fmt.Errorf("writing at offset %d: %w", off, err)
+					s.Close()
+					return
+				}
+				off += int64(size)
+			}
+			er.finish(off)
+		}()
+		go func() {
+			defer wg.Done()
+			if err := er.run(end.Add(20 * time.Second)); err != nil {
+				errs <- err
+				s.Close()
+				// Unblock a writer waiting for window space.
+				for {
+					select {
+					case <-tokens:
+					case <-time.After(100 * time.Millisecond):
+						return
+					}
+				}
+			}
+			totals[i] = er.off
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	res.CPU = pr.read().CPU - before.CPU
+	close(errs)
+	if err := <-errs; err != nil {
+		return res, err
+	}
+	for _, n := range totals {
+		res.Bytes += n
+	}
+	res.MBps = float64(res.Bytes) / elapsed.Seconds() / 1e6
+	return res, nil
+}
+
+type rttResult struct {
+	P50, P99 time.Duration
+	N        int
+}
+
+// roundTrips sends one size-byte message at a time and times its full echo.
+func roundTrips(ctx context.Context, t target, size int, dur time.Duration) (rttResult, error) {
+	var res rttResult
+	s, err := dial(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	defer s.Close()
+	pat := newPattern(7)
+	buf := make([]byte, size)
+	var off int64
+	const warmup = 50
+	var samples []time.Duration
+	end := time.Now().Add(dur)
+	for i := 0; i < 200000 && (i < warmup || time.Now().Before(end)); i++ {
+		_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		t0 := time.Now()
+		if err := s.WriteMsg(pat.at(off, size)); err != nil {
+			return res, fmt.Errorf("writing: %w", err)
+		}
+		for got := 0; got < size; {
+			n, err := s.Read(buf[got:])
+			got += n
+			if err != nil && got < size {
+				return res, fmt.Errorf("reading echo: %w", err)
+			}
+		}
+		d := time.Since(t0)
+		if err := pat.verify(off, buf); err != nil {
+			return res, err
+		}
+		off += int64(size)
+		if i >= warmup {
+			samples = append(samples, d)
+		}
+	}
+	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
+	res.N = len(samples)
+	res.P50 = samples[len(samples)/2]
+	res.P99 = samples[len(samples)*99/100]
+	return res, nil
+}
+
+// connsPerSec opens a connection, echoes 16 bytes, and closes it cleanly
+// (waiting for the peer's own close), one after another for dur.
+func connsPerSec(ctx context.Context, t target, dur time.Duration) (float64, error) {
+	pat := newPattern(11)
+	buf := make([]byte, 16)
+	start := time.Now()
+	n := 0
+	for time.Since(start) < dur {
+		s, err := dial(ctx, t)
+		if err != nil {
+			return 0, fmt.Errorf("connection %d: %w", n, err)
+		}
+		off := int64(n * 16)
+		deadline := time.Now().Add(5 * time.Second)
+		_ = s.SetReadDeadline(deadline)
+		err = s.WriteMsg(pat.at(off, 16))
+		for got := 0; err == nil && got < 16; {
+			var k int
+			k, err = s.Read(buf[got:])
+			got += k
+			if got == 16 {
+				err = nil
+			}
+		}
+		if err == nil {
+			err = pat.verify(off, buf)
+		}
+		if err == nil {
+			err = s.Shutdown(deadline)
+		}
+		if err != nil {
+			s.Close()
+			return 0, fmt.Errorf("connection %d: %w", n, err)
+		}
+		n++
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+type floodResult struct {
+	PeakRSS  int64 // highest RSS of the proxy's process tree, bytes
+	Accepted int64 // bytes the proxy took in while the client did not read
+	Drained  bool  // every byte came back, verified
+}
+
+// flood writes 1 KiB messages flat out for dur while not reading at all, so
+// only backpressure through the proxy can stop the writer (capped at
+// maxBytes); then it reads everything back and verifies it.
+func flood(ctx context.Context, t target, dur time.Duration, maxBytes int64, pr probe) (floodResult, error) {
+	var res floodResult
+	s, err := dial(ctx, t)
+	if err != nil {
+		return res, err
+	}
+	defer s.Close()
+	pr.resetPeak()
+	smp := startSampler(pr, 20*time.Millisecond)
+	pat := newPattern(13)
+	er := &echoReader{s: s, pat: pat}
+	end := time.Now().Add(dur)
+	var mu sync.Mutex
+	var written int64
+	werr := make(chan error, 1)
+	go func() {
+		var off int64
+		for time.Now().Before(end) && off < maxBytes {
+			if err := s.WriteMsg(pat.at(off, 1024)); err != nil {
+				werr <- fmt.Errorf("writing at offset %d: %w", off, err)
+				return
+			}
+			off += 1024
+			mu.Lock()
+			written = off
+			mu.Unlock()
+		}
+		er.finish(off)
+		werr <- nil
+	}()
+	select {
+	case <-time.After(time.Until(end)):
+	case <-ctx.Done():
+		return res, ctx.Err()
+	}
+	mu.Lock()
+	res.Accepted = written
+	mu.Unlock()
+	rerr := er.run(time.Now().Add(30 * time.Second))
+	res.PeakRSS = smp.Stop()
+	if rerr != nil {
+		s.Close()
+		<-werr
+		return res, fmt.Errorf("draining the flood: %w", rerr)
+	}
+	if err := <-werr; err != nil {
+		return res, err
+	}
+	res.Drained = true
+	return res, nil
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+// metric is one row of the table.
+type metric struct {
+	key, label string
+	higher     bool // higher is better
+}
+
+var metrics = []metric{
+	{"tput_64k_1", "64 KiB × 1 conn, MB/s", true},
+	{"tput_1k_1", "1 KiB × 1 conn, MB/s", true},
+	{"tput_64k_8", "64 KiB × 8 conns, MB/s", true},
+	{"tput_1k_8", "1 KiB × 8 conns, MB/s", true},
+	{"rtt50_64", "RTT p50, 64 B, µs", false},
+	{"rtt99_64", "RTT p99, 64 B, µs", false},
+	{"rtt50_16k", "RTT p50, 16 KiB, µs", false},
+	{"rtt99_16k", "RTT p99, 16 KiB, µs", false},
+	{"conns", "connections/s (open, echo 16 B, close)", true},
+	{"cpu_1k", "proxy CPU per echoed byte, 1 KiB × 1, ns", false},
+	{"cpu_1k_pct", "proxy CPU during 1 KiB × 1, % of one core", false},
+	{"flood_rss", "proxy peak RSS, 1 KiB flood (client not reading), MB", false},
+	{"flood_acc", "bytes taken in while the client did not read, MB", false},
+}
+
+type benchConfig struct {
+	dur      time.Duration // per throughput cell
+	rttDur   time.Duration
+	connDur  time.Duration
+	floodDur time.Duration
+	floodMax int64
+}
+
+// runCells measures every metric once against one peer.
+func runCells(ctx context.Context, p *peer, cfg benchConfig, out map[string]float64, logw io.Writer) error {
+	pr := p.probe()
+	for _, c := range []struct {
+		key         string
+		size, conns int
+	}{{"tput_64k_1", 64 << 10, 1}, {"tput_1k_1", 1 << 10, 1}, {"tput_64k_8", 64 << 10, 8}, {"tput_1k_8", 1 << 10, 8}} {
+		r, err := throughput(ctx, p.target, c.size, c.conns, cfg.dur, pr)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", p.Name, c.key, err)
+		}
+		out[c.key] = r.MBps
+		if c.key == "tput_1k_1" && pr.pid != 0 {
+			out["cpu_1k"] = float64(r.CPU.Nanoseconds()) / float64(r.Bytes)
+			out["cpu_1k_pct"] = 100 * r.CPU.Seconds() / cfg.dur.Seconds()
+		}
+		fmt.Fprintf(logw, "  %-12s %-11s %8.1f MB/s (cpu %s)\n", p.Name, c.key, r.MBps, r.CPU)
+	}
+	for _, c := range []struct {
+		key  string
+		size int
+	}{{"64", 64}, {"16k", 16 << 10}} {
+		r, err := roundTrips(ctx, p.target, c.size, cfg.rttDur)
+		if err != nil {
+			return fmt.Errorf("%s rtt %s: %w", p.Name, c.key, err)
+		}
+		out["rtt50_"+c.key] = float64(r.P50.Nanoseconds()) / 1e3
+		out["rtt99_"+c.key] = float64(r.P99.Nanoseconds()) / 1e3
+		fmt.Fprintf(logw, "  %-12s rtt %-7s p50 %s p99 %s (n=%d)\n", p.Name, c.key, r.P50, r.P99, r.N)
+	}
+	cps, err := connsPerSec(ctx, p.target, cfg.connDur)
+	if err != nil {
+		return fmt.Errorf("%s conns/s: %w", p.Name, err)
+	}
+	out["conns"] = cps
+	fmt.Fprintf(logw, "  %-12s conns/s %.0f\n", p.Name, cps)
+	{
+		// Let per-connection children of the last cells exit first.
+		time.Sleep(300 * time.Millisecond)
+		f, err := flood(ctx, p.target, cfg.floodDur, cfg.floodMax, pr)
+		if pr.pid != 0 {
+			out["flood_rss"] = float64(f.PeakRSS) / 1e6
+		}
+		out["flood_acc"] = float64(f.Accepted) / 1e6
+		fmt.Fprintf(logw, "  %-12s flood peak RSS %.1f MB, accepted %.1f MB, drained %v\n", p.Name, float64(f.PeakRSS)/1e6, float64(f.Accepted)/1e6, f.Drained)
+		if err != nil {
+			return fmt.Errorf("%s flood: %w", p.Name, err)
+		}
+	}
+	return nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// results[peer][metric] holds one value per run.
+type results map[string]map[string][]float64
+
+func fmtVal(v float64) string {
+	switch {
+	case v == 0:
+		return "—"
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// ratio is "how many times better" than the reference: >1 is better, for
+// every row, whichever way the row points.
+func ratio(ours, ref float64, higher bool) string {
+	if ours == 0 || ref == 0 {
+		return "—"
+	}
+	if higher {
+		return fmt.Sprintf("%.2f×", ours/ref)
+	}
+	return fmt.Sprintf("%.2f×", ref/ours)
+}
+
+func writeTable(w io.Writer, peers []*peer, res results, runs int) {
+	names := make([]string, len(peers))
+	for i, p := range peers {
+		names[i] = p.Name
+	}
+	ours := "caddyws"
+	_, haveOurs := res[ours]
+	fmt.Fprintf(w, "| metric (median of %d runs) | %s |", runs, strings.Join(names, " | "))
+	if haveOurs {
+		fmt.Fprint(w, " caddyws vs socat | caddyws vs websockify |")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "|---|"+strings.Repeat("---:|", len(names)))
+	if haveOurs {
+		fmt.Fprint(w, "---:|---:|")
+	}
+	fmt.Fprintln(w)
+	for _, m := range metrics {
+		fmt.Fprintf(w, "| %s |", m.label)
+		for _, n := range names {
+			fmt.Fprintf(w, " %s |", fmtVal(median(res[n][m.key])))
+		}
+		if haveOurs {
+			o := median(res[ours][m.key])
+			fmt.Fprintf(w, " %s | %s |", ratio(o, median(res["socat"][m.key]), m.higher), ratio(o, median(res["websockify"][m.key]), m.higher))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "\nRatios are \"times better\" (above 1 is better, for every row).")
+	if haveOurs {
+		writeVerdict(w, res)
+	}
+}
+
+// writeVerdict checks issue 2's performance targets against the medians.
+func writeVerdict(w io.Writer, res results) {
+	m := func(peer, key string) float64 { return median(res[peer][key]) }
+	check := func(label string, ok bool, detail string) {
+		mark := "MISS"
+		if ok {
+			mark = "met"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s |\n", label, detail, mark)
+	}
+	fmt.Fprintln(w, "\n| target (issue 2) | measured | |\n|---|---|---|")
+	r := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	x := r(m("caddyws", "tput_64k_1"), m("socat", "tput_64k_1"))
+	check("64 KiB × 1 ≥ 1.6× socat", x >= 1.6, fmt.Sprintf("%.2f×", x))
+	x = r(m("caddyws", "tput_1k_1"), m("socat", "tput_1k_1"))
+	check("1 KiB × 1 ≥ 0.6× socat", x >= 0.6, fmt.Sprintf("%.2f×", x))
+	x = r(m("caddyws", "tput_1k_8"), m("socat", "tput_1k_8"))
+	check("1 KiB × 8 ≥ 0.6× socat", x >= 0.6, fmt.Sprintf("%.2f×", x))
+	x = r(m("caddyws", "rtt50_64"), m("socat", "rtt50_64"))
+	check("RTT p50 64 B ≤ 1.2× socat", x > 0 && x <= 1.2, fmt.Sprintf("%.2f× socat's latency", x))
+	x = r(m("caddyws", "rtt50_16k"), m("socat", "rtt50_16k"))
+	check("RTT p50 16 KiB ≤ 1.2× socat", x > 0 && x <= 1.2, fmt.Sprintf("%.2f× socat's latency", x))
+	x = r(m("caddyws", "conns"), m("socat", "conns"))
+	check("connections/s ≥ 2× socat", x >= 2, fmt.Sprintf("%.2f×", x))
+	rss, acc := m("caddyws", "flood_rss"), m("caddyws", "flood_acc")
+	// Kernel socket buffers hold megabytes on loopback even with perfect
+	// backpressure (direct TCP and socat show how much): a proxy that pushes
+	// back takes in about as much as socat and its RSS stays flat.
+	check("bounded memory under a flood", rss > 0 && rss < 64 && acc <= m("socat", "flood_acc")+16,
+		fmt.Sprintf("peak RSS %.1f MB, %.1f MB taken in while the client did not read (socat: %.1f MB, %.1f MB; websockify: %.1f MB, %.1f MB)",
+			rss, acc, m("socat", "flood_rss"), m("socat", "flood_acc"), m("websockify", "flood_rss"), m("websockify", "flood_acc")))
+	x = r(m("caddyws", "cpu_1k"), m("websockify", "cpu_1k"))
+	check("CPU per byte < ¼ of websockify", x > 0 && x < 0.25, fmt.Sprintf("%.3f× websockify's", x))
+}
+
+func printEnv(w io.Writer) {
+	host, _ := os.Hostname()
+	cpu := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+				break
+			}
+		}
+	}
+	fmt.Fprintf(w, "host %s, %s, %s\n", host, cpu, time.Now().UTC().Format(time.RFC3339))
+}
