@@ -146,6 +146,27 @@ export class PushClient {
     }
   }
 
+  /**
+   * reconnect drops the current connection and connects again at once, keeping
+   * positions (so what was published meanwhile is recovered). Use it when the app
+   * knows the network changed, or to try recovery out.
+   */
+  reconnect() {
+    if (this._stopped) return this.connect();
+    this._generation++;
+    if (this._timer !== null) this._clearTimeout(this._timer);
+    this._timer = null;
+    const ws = this._ws;
+    this._ws = null;
+    if (ws && ws.readyState <= 1) {
+      try { ws.close(1000, 'reconnecting'); } catch { /* already closing */ }
+    }
+    this._emit('disconnected', 1000, 'reconnect requested', { willReconnect: true, delay: 0 });
+    this._attempt = 0;
+    this._open();
+    return this;
+  }
+
   /** subscribe adds events; sent now when connected, and on every reconnect. */
   subscribe(...events) {
     const added = events.flat().filter((e) => typeof e === 'string' && e !== '' && !this._events.has(e));

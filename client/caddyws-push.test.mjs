@@ -333,3 +333,24 @@ test('unsubscribe forgets the event stream position', async () => {
   assert.deepEqual(sock().sent[0].recover, { all: { offset: 3, epoch: 'e1' } });
   assert.deepEqual(sock().sent[0].events, []);
 });
+
+test('reconnect() replaces the socket at once and keeps positions', async () => {
+  const { c, timers, sock } = newClient({ events: ['news'] });
+  const disc = [];
+  c.on('disconnected', (code, reason, info) => disc.push([code, info.willReconnect]));
+  c.connect();
+  await tick();
+  sock().open();
+  sock().frame({ type: 'connected' });
+  sock().frame(msg('event:news', 5, 'x'));
+  const first = sock();
+  c.reconnect();
+  await tick();
+  assert.deepEqual(first.closedWith, { code: 1000, reason: 'reconnecting' });
+  first.drop(1000); // the old socket's close event must not schedule anything
+  assert.equal(timers.pending.length, 0);
+  assert.notEqual(sock(), first);
+  sock().open();
+  assert.deepEqual(sock().sent[0].recover, { 'event:news': { offset: 5, epoch: 'e1' } });
+  assert.deepEqual(disc, [[1000, true]]);
+});
