@@ -1,0 +1,65 @@
+package tunnel
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+)
+
+// Hijacker is an http.ResponseWriter for gorilla's Upgrader.Upgrade that
+// hands gorilla a buffered reader of BufferSize bytes and keeps a pointer to
+// it in Reader. Upgrade with ReadBufferSize 0 reuses that reader, so the
+// relay can ask it how many client bytes are already buffered (gorilla
+// itself does not say) and gather frames into one upstream write.
+type Hijacker struct {
+	http.ResponseWriter
+	// Inner does the actual hijack (on Caddy, through
+	// http.NewResponseController, since its writers no longer assert to
+	// http.Hijacker).
+	Inner http.Hijacker
+	// BufferSize is the size of the reader; gorilla reuses it only when
+	// larger than 256 bytes.
+	BufferSize int
+	// Reader is the reader handed to gorilla; set by Hijack.
+	Reader *bufio.Reader
+}
+
+// Hijack takes the connection over. Bytes a client pipelined behind its
+// handshake (already read into the server's buffer) are kept in front of
+// the connection rather than refused.
+func (h *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := h.Inner.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		conn = &prefixConn{Conn: conn, prefix: append([]byte(nil), early...)}
+	}
+	h.Reader = bufio.NewReaderSize(conn, max(h.BufferSize, 4096))
+	return conn, bufio.NewReadWriter(h.Reader, brw.Writer), nil
+}
+
+// prefixConn reads prefix before the connection.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite half-closes the underlying connection when it can.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return io.ErrUnexpectedEOF
+}

@@ -1,0 +1,396 @@
+// Package tunnel is the Caddy-free engine of websocket_tunnel: it resolves
+// targets (static address, websockify token file, signed ticket, allow-list)
+// and relays bytes between a WebSocket and a TCP or unix socket.
+package tunnel
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Close codes a tunnel ends with (RFC 6455 section 7.4 and the IANA
+// registry; 4408 is ours).
+const (
+	CloseNormal        = websocket.CloseNormalClosure   // 1000: upstream closed, or the client closed
+	CloseGoingAway     = websocket.CloseGoingAway       // 1001: Caddy stops, or the config was unloaded and close_delay passed
+	CloseAbnormal      = websocket.CloseAbnormalClosure // 1006: never sent; logged when the client vanished without a close frame
+	CloseInternalError = websocket.CloseInternalServerErr // 1011: the upstream failed mid-stream, or could not be reached
+	// CloseUnreachable is sent when the upstream cannot be dialled (refused,
+	// timeout, no route). It is 1011 rather than 1014 "bad gateway" because
+	// common clients (gorilla/websocket among them) reject 1014 as invalid.
+	CloseUnreachable = CloseInternalError
+	CloseIdleTimeout   = 4408 // idle_timeout passed without a byte either way
+)
+
+// Who ended a tunnel, in logs and metrics.
+const (
+	EndedByClient   = "client"
+	EndedByUpstream = "upstream"
+	EndedByServer   = "server"
+)
+
+// DefaultBufferSize is the default read size on each leg.
+const DefaultBufferSize = 64 << 10
+
+// Options tune a Session.
+type Options struct {
+	// BufferSize is how much is read at once from the upstream (and so the
+	// largest frame sent to the client) and how much client data is gathered
+	// into one write to the upstream. Default: DefaultBufferSize.
+	BufferSize int
+	// IdleTimeout closes the tunnel with CloseIdleTimeout when no byte moved
+	// either way for this long. Zero: never.
+	IdleTimeout time.Duration
+	// CloseGrace bounds every closing step: waiting for the client's close
+	// frame after ours, and for the upstream's EOF after a half-close. Past
+	// it the sockets are closed hard. Default: 2s.
+	CloseGrace time.Duration
+}
+
+// Result describes a finished tunnel.
+type Result struct {
+	// BytesUp went from the client to the upstream, BytesDown the other way.
+	BytesUp, BytesDown int64
+	// Code is the close code sent to the client (CloseAbnormal when the
+	// client went away without a close handshake).
+	Code    int
+	Reason  string
+	EndedBy string
+	// Duration is the time from NewSession to the end of Run.
+	Duration time.Duration
+}
+
+// Session is one tunnel: a WebSocket already upgraded, relayed to an
+// upstream socket by Run. Shutdown may be called from any goroutine at any
+// time, also before Run or after it returned.
+type Session struct {
+	ws    *websocket.Conn
+	br    *bufio.Reader
+	opts  Options
+	start time.Time
+	pool  *sync.Pool
+
+	mu        sync.Mutex
+	up        net.Conn
+	ended     bool
+	code      int
+	reason    string
+	endedBy   string
+	hardTimer *time.Timer
+	idleTimer *time.Timer
+
+	bytesUp, bytesDown atomic.Int64
+	lastActive         atomic.Int64
+	clientClosed       atomic.Bool
+}
+
+// NewSession wraps an upgraded connection. br must be the buffered reader
+// the websocket.Conn reads from (see Hijack): with it the relay knows when
+// no further client frame is already buffered and flushes its gathered
+// bytes to the upstream only then, so that many small frames become one
+// write.
+func NewSession(ws *websocket.Conn, br *bufio.Reader, opts Options) *Session {
+	if opts.BufferSize <= 0 {
+		opts.BufferSize = DefaultBufferSize
+	}
+	if opts.CloseGrace <= 0 {
+		opts.CloseGrace = 2 * time.Second
+	}
+	s := &Session{ws: ws, br: br, opts: opts, start: time.Now(), pool: bufferPool(opts.BufferSize)}
+	s.touch()
+	return s
+}
+
+// Fail ends a session that never got an upstream (dial failed): the client
+// gets a close frame with code and reason, and the connection is closed.
+func (s *Session) Fail(code int, reason string) Result {
+	s.end(code, reason, EndedByUpstream)
+	s.sendClose(code, reason)
+	// Wait briefly for the client's close frame, so that closing the socket
+	// with unread data does not reset the connection before our close frame
+	// is read.
+	_ = s.ws.SetReadDeadline(time.Now().Add(s.opts.CloseGrace))
+	for {
+		if _, _, err := s.ws.NextReader(); err != nil {
+			break
+		}
+	}
+	return s.finish()
+}
+
+// Run relays until both directions ended and returns what happened. It
+// closes up and the WebSocket before returning.
+func (s *Session) Run(up net.Conn) Result {
+	setNoDelay(up)
+	setNoDelay(s.ws.NetConn())
+	s.mu.Lock()
+	s.up = up
+	ended := s.ended
+	if s.opts.IdleTimeout > 0 && !ended {
+		s.idleTimer = time.AfterFunc(s.opts.IdleTimeout, s.checkIdle)
+	}
+	s.mu.Unlock()
+	if ended { // Shutdown came while dialling
+		_ = up.Close()
+		return s.finish()
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.upstreamToClient(up)
+	}()
+	s.clientToUpstream(up)
+	<-done
+	return s.finish()
+}
+
+// Shutdown ends the tunnel from outside (Caddy stops, close_delay passed,
+// idle timeout): the client gets a close frame, the upstream a half-close,
+// and everything is closed within CloseGrace.
+func (s *Session) Shutdown(code int, reason string) {
+	if !s.end(code, reason, EndedByServer) {
+		return
+	}
+	s.sendClose(code, reason)
+	_ = s.ws.SetReadDeadline(time.Now().Add(s.opts.CloseGrace))
+}
+
+// end records the first reason the tunnel ends and arms the hard deadline
+// that closes both sockets if the orderly close stalls. It reports whether
+// this call was the first.
+func (s *Session) end(code int, reason, by string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return false
+	}
+	s.ended = true
+	s.code, s.reason, s.endedBy = code, reason, by
+	s.hardTimer = time.AfterFunc(2*s.opts.CloseGrace, s.closeAll)
+	return true
+}
+
+func (s *Session) closeAll() {
+	_ = s.ws.NetConn().Close()
+	s.mu.Lock()
+	up := s.up
+	s.mu.Unlock()
+	if up != nil {
+		_ = up.Close()
+	}
+}
+
+func (s *Session) finish() Result {
+	s.mu.Lock()
+	if s.hardTimer != nil {
+		s.hardTimer.Stop()
+	}
+	if s.idleTimer != nil {
+		s.idleTimer.Stop()
+	}
+	s.mu.Unlock()
+	s.closeAll()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Result{
+		BytesUp:   s.bytesUp.Load(),
+		BytesDown: s.bytesDown.Load(),
+		Code:      s.code,
+		Reason:    s.reason,
+		EndedBy:   s.endedBy,
+		Duration:  time.Since(s.start),
+	}
+}
+
+// sendClose writes a close frame; it may run concurrently with a data write
+// (gorilla allows WriteControl beside one writer) and gives up after a
+// second when that writer is stuck on a client that reads nothing.
+func (s *Session) sendClose(code int, reason string) {
+	if len(reason) > 123 { // the control frame payload limit, minus the code
+		reason = reason[:123]
+	}
+	_ = s.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+}
+
+func (s *Session) touch() { s.lastActive.Store(time.Now().UnixNano()) }
+
+func (s *Session) checkIdle() {
+	idle := time.Since(time.Unix(0, s.lastActive.Load()))
+	if idle >= s.opts.IdleTimeout {
+		s.Shutdown(CloseIdleTimeout, "idle timeout")
+		return
+	}
+	s.mu.Lock()
+	if !s.ended {
+		s.idleTimer.Reset(s.opts.IdleTimeout - idle)
+	}
+	s.mu.Unlock()
+}
+
+// clientToUpstream copies client frames to the upstream. Payloads are
+// gathered into one buffer and written when the buffer is full or when no
+// more client bytes are buffered (the next read would block), so a burst of
+// small frames costs one write, while a lone frame is not delayed.
+func (s *Session) clientToUpstream(up net.Conn) {
+	var bp *[]byte
+	var pend []byte
+	release := func() {
+		if bp != nil {
+			s.pool.Put(bp)
+			bp, pend = nil, nil
+		}
+	}
+	defer release()
+	flush := func() bool {
+		if len(pend) == 0 {
+			return true
+		}
+		n, err := up.Write(pend)
+		s.bytesUp.Add(int64(n))
+		pend = pend[:0]
+		s.touch()
+		if err != nil {
+			if s.end(CloseInternalError, "upstream write failed", EndedByUpstream) {
+				s.sendClose(CloseInternalError, "upstream write failed")
+			}
+			return false
+		}
+		return true
+	}
+	for {
+		_, r, err := s.ws.NextReader()
+		if err != nil {
+			flush()
+			s.clientEnded(up, err)
+			return
+		}
+		for {
+			if bp == nil {
+				bp = s.pool.Get().(*[]byte)
+				pend = (*bp)[:0]
+			}
+			if len(pend) == cap(pend) && !flush() {
+				return
+			}
+			n, rerr := r.Read(pend[len(pend):cap(pend)])
+			pend = pend[:len(pend)+n]
+			if rerr != nil {
+				break // io.EOF: message done; anything else NextReader reports again
+			}
+			if s.br.Buffered() == 0 {
+				if !flush() {
+					return
+				}
+			}
+		}
+		if s.br.Buffered() == 0 {
+			if !flush() {
+				return
+			}
+			release()
+		}
+	}
+}
+
+// clientEnded handles the end of the client's stream: a close frame (the
+// client's own, or its answer to ours) half-closes the upstream so it sees a
+// clean EOF and can finish; anything else closes the upstream at once.
+func (s *Session) clientEnded(up net.Conn, err error) {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		// gorilla has already answered the close frame with the same code.
+		s.clientClosed.Store(true)
+		code := ce.Code
+		if code == websocket.CloseNoStatusReceived {
+			code = CloseNormal
+		}
+		s.end(code, "client closed", EndedByClient)
+		if cw, ok := up.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+			_ = up.SetReadDeadline(time.Now().Add(s.opts.CloseGrace))
+			return
+		}
+		_ = up.Close()
+		return
+	}
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		// Our close frame got no answer within CloseGrace.
+		s.end(CloseAbnormal, "client did not answer the close frame", EndedByClient)
+	} else {
+		s.end(CloseAbnormal, "client connection lost", EndedByClient)
+	}
+	_ = up.Close()
+}
+
+// upstreamToClient sends each upstream read as one binary frame: reads are
+// large, so a busy upstream fills big frames while a chatty one is not
+// delayed.
+func (s *Session) upstreamToClient(up net.Conn) {
+	bp := s.pool.Get().(*[]byte)
+	defer s.pool.Put(bp)
+	buf := *bp
+	writeFailed := false
+	for {
+		n, err := up.Read(buf)
+		if n > 0 {
+			s.touch()
+			if !writeFailed && !s.clientClosed.Load() {
+				if werr := s.ws.WriteMessage(websocket.BinaryMessage, buf[:n]); werr != nil {
+					writeFailed = true
+					if s.end(CloseAbnormal, "client write failed", EndedByClient) {
+						// The client is gone or stalled past the write
+						// deadline: nothing more can reach it.
+						_ = s.ws.NetConn().Close()
+					}
+				} else {
+					s.bytesDown.Add(int64(n))
+				}
+			}
+			// After the client's close (or a failed write) upstream bytes
+			// are drained and dropped until its EOF, so closing the socket
+			// does not reset it.
+		}
+		if err == nil {
+			continue
+		}
+		if err == io.EOF {
+			if s.end(CloseNormal, "upstream closed", EndedByUpstream) {
+				s.sendClose(CloseNormal, "upstream closed")
+				_ = s.ws.SetReadDeadline(time.Now().Add(s.opts.CloseGrace))
+			}
+			return
+		}
+		if s.end(CloseInternalError, "upstream connection failed", EndedByUpstream) {
+			s.sendClose(CloseInternalError, "upstream connection failed")
+			_ = s.ws.SetReadDeadline(time.Now().Add(s.opts.CloseGrace))
+		}
+		return
+	}
+}
+
+func setNoDelay(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+}
+
+var pools sync.Map // buffer size -> *sync.Pool of *[]byte
+
+func bufferPool(size int) *sync.Pool {
+	if p, ok := pools.Load(size); ok {
+		return p.(*sync.Pool)
+	}
+	p, _ := pools.LoadOrStore(size, &sync.Pool{New: func() any {
+		b := make([]byte, size)
+		return &b
+	}})
+	return p.(*sync.Pool)
+}
