@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,7 +31,9 @@ type testKeys struct {
 	rsaPrivPEM, edPubPEM []byte
 }
 
-var keys = func() testKeys {
+// loadKeys is lazy so fuzz workers of this package do not pay for RSA
+// key generation.
+var loadKeys = sync.OnceValue(func() testKeys {
 	var k testKeys
 	k.secret = []byte("0123456789abcdef0123456789abcdef-hs256")
 	var err error
@@ -54,7 +57,7 @@ var keys = func() testKeys {
 	k.edPubPEM = pemOf("PUBLIC KEY", must(x509.MarshalPKIXPublicKey(k.edPriv.Public())))
 	k.rsaPrivPEM = pemOf("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(k.rsaPriv))
 	return k
-}()
+})
 
 func must[T any](v T, err error) T {
 	if err != nil {
@@ -89,6 +92,7 @@ func claims(extra jwt.MapClaims) jwt.MapClaims {
 }
 
 func TestJWTVerify(t *testing.T) {
+	keys := loadKeys()
 	hs := JWTConfig{Algorithm: "HS256", Key: keys.secret}
 	rs := JWTConfig{Algorithm: "RS256", Key: keys.rsaPubPEM}
 	es := JWTConfig{Algorithm: "ES256", Key: keys.ecPubPEM}
@@ -222,6 +226,7 @@ func TestJWTVerify(t *testing.T) {
 }
 
 func TestJWTExpiresFromExp(t *testing.T) {
+	keys := loadKeys()
 	v, err := NewJWT(JWTConfig{Algorithm: "HS256", Key: keys.secret, Leeway: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +250,7 @@ func TestJWTExpiresFromExp(t *testing.T) {
 // Verify call: a token without a user but with the required role passes;
 // a subscriber token (no role) does not.
 func TestJWTPublisherToken(t *testing.T) {
+	keys := loadKeys()
 	v, err := NewJWT(JWTConfig{Algorithm: "ES256", Key: keys.ecPubPEM, UserOptional: true, Require: map[string]string{"role": "publisher"}})
 	if err != nil {
 		t.Fatal(err)
@@ -281,6 +287,7 @@ func TestJWTPublisherToken(t *testing.T) {
 }
 
 func TestJWTKeyFile(t *testing.T) {
+	keys := loadKeys()
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secretFile, append(append([]byte{}, keys.secret...), '\n'), 0o600); err != nil {
@@ -307,6 +314,7 @@ func TestJWTKeyFile(t *testing.T) {
 }
 
 func TestNewJWTRejectsBadConfig(t *testing.T) {
+	keys := loadKeys()
 	tests := []struct {
 		name string
 		cfg  JWTConfig
