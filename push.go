@@ -1,15 +1,118 @@
 package caddyws
 
 import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/caddyws/caddyws/broker"
+	"github.com/caddyws/caddyws/push"
+	"github.com/caddyws/caddyws/push/auth"
 )
 
-// Push is the websocket_push handler. (Stub: to be written.)
-type Push struct{}
+// Push is the websocket_push handler: browsers subscribe with a WebSocket
+// upgrade, backends publish with a POST, on the same route or on different
+// routes or sites sharing a hub by name. Other requests get 405. The wire
+// protocol is docs/push-protocol.md; the user guide is docs/push.md.
+type Push struct {
+	// Hub names the hub this handler serves. Handlers with the same hub
+	// name (and the same hub settings) share subscribers, so subscribing
+	// and publishing can live on different routes or sites. The hub-wide
+	// settings are queue_size, ping_interval, pong_timeout, write_timeout,
+	// max_connections, max_connections_per_user, history and broker.
+	// Default: default.
+	Hub string `json:"hub,omitempty"`
+
+	// Auth says who a subscriber is. Without it the handler only publishes
+	// (upgrades get 403): there is no implicit anonymous mode.
+	// Default: none.
+	Auth *PushAuth `json:"auth,omitempty"`
+
+	// PublishKey lets a publisher in with `Authorization: Bearer <key>`.
+	// Placeholders such as {env.PUSH_KEY} are expanded at load time.
+	// Default: none.
+	PublishKey string `json:"publish_key,omitempty"`
+	// PublishJWT lets a publisher in with a JWT signed with this key.
+	// Default: none.
+	PublishJWT *PushJWT `json:"publish_jwt,omitempty"`
+	// PublishAuth "none" opens publishing to anyone who reaches the route
+	// (guard it with matchers such as remote_ip). Publishing is closed
+	// unless publish_key, publish_jwt or publish_auth none is set.
+	// Default: empty (closed).
+	PublishAuth string `json:"publish_auth,omitempty"`
+
+	// Origins widens the origin check of the upgrade: full origins
+	// ("https://app.example.com"), wildcard hosts ("https://*.example.com")
+	// or "*". Requests without Origin (non-browser clients) are accepted.
+	// Default: same origin as the request's host.
+	Origins []string `json:"origins,omitempty"`
+
+	// MaxFrameSize bounds a client frame; larger ones close with 1009.
+	// Default: 64KiB.
+	MaxFrameSize int64 `json:"max_frame_size,omitempty"`
+	// MaxEvents bounds the events one connection subscribes to; more close
+	// it with 4031. Default: 100.
+	MaxEvents int `json:"max_events,omitempty"`
+	// MaxBodySize bounds a publish body (413 beyond). Default: 1MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+	// MaxConnections bounds the hub's connections; upgrades beyond get 503.
+	// Default: 0 (no limit).
+	MaxConnections int `json:"max_connections,omitempty"`
+	// MaxConnectionsPerUser bounds one user's connections; more close with
+	// 4030. Default: 0 (no limit).
+	MaxConnectionsPerUser int `json:"max_connections_per_user,omitempty"`
+	// QueueSize is how many frames may wait for a slow connection before it
+	// is closed with 4029. Default: 256.
+	QueueSize int `json:"queue_size,omitempty"`
+	// PingInterval is how often idle connections are pinged. Default: 25s.
+	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
+	// PongTimeout is how long after a ping a silent peer is considered dead
+	// and removed. Default: 10s.
+	PongTimeout caddy.Duration `json:"pong_timeout,omitempty"`
+	// WriteTimeout bounds one write to a subscriber; a peer that accepts no
+	// data for that long is removed. Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+	// AuthTimeout is how long a connection that must send its token may
+	// stay silent before it is closed with 4008. Default: 10s.
+	AuthTimeout caddy.Duration `json:"auth_timeout,omitempty"`
+
+	// History keeps recent messages per stream so reconnecting clients
+	// recover what they missed. Default: off.
+	History *PushHistory `json:"history,omitempty"`
+
+	// BrokerRaw carries messages between Caddy nodes: a module of the
+	// websocket_push.brokers namespace (memory, nats, redis).
+	// Default: memory (one node).
+	BrokerRaw json.RawMessage `json:"broker,omitempty" caddy:"namespace=websocket_push.brokers inline_key=type"`
+
+	hub         *push.Hub
+	hubKey      string
+	verifier    auth.Verifier
+	pubVerifier auth.Verifier
+	publishKey  []byte
+	upgrader    websocket.Upgrader
+	logger      *zap.Logger
+	multiNode   bool
+}
+
+// PushHistory bounds the history kept per stream.
+type PushHistory struct {
+	// Size is the most messages kept per stream. Default: 0 (off).
+	Size int `json:"size,omitempty"`
+	// TTL is how long a message is kept. Default: 0 (until Size evicts it).
+	TTL caddy.Duration `json:"ttl,omitempty"`
+}
 
 // CaddyModule returns the Caddy module information.
 func (Push) CaddyModule() caddy.ModuleInfo {
@@ -19,10 +122,286 @@ func (Push) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-func (t *Push) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return next.ServeHTTP(w, r)
+// hubs keeps hubs across config reloads: a reload whose hub settings are
+// unchanged gets the same hub, so no subscriber is dropped.
+var hubs = caddy.NewUsagePool()
+
+type hubEntry struct{ hub *push.Hub }
+
+func (e hubEntry) Destruct() error { return e.hub.Close() }
+
+// Provision sets defaults, builds the verifiers and gets or creates the hub.
+func (p *Push) Provision(ctx caddy.Context) error {
+	p.logger = ctx.Logger()
+	p.setDefaults()
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if err := registerPushMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	repl := caddy.NewReplacer()
+	var err error
+	if p.Auth != nil {
+		if p.verifier, err = p.Auth.verifier(repl, p.logger); err != nil {
+			return fmt.Errorf("websocket_push auth: %w", err)
+		}
+	}
+	if p.PublishKey != "" {
+		p.publishKey = []byte(repl.ReplaceKnown(p.PublishKey, ""))
+		if len(p.publishKey) == 0 {
+			return errors.New("websocket_push: publish_key is empty (is the environment variable set?)")
+		}
+	}
+	if p.PublishJWT != nil {
+		cfg := p.PublishJWT.config(repl)
+		cfg.UserOptional = true
+		if p.pubVerifier, err = auth.NewJWT(cfg); err != nil {
+			return fmt.Errorf("websocket_push publish_jwt: %w", err)
+		}
+	}
+	p.upgrader = websocket.Upgrader{
+		ReadBufferSize:  512,
+		WriteBufferPool: &sync.Pool{}, // gorilla never writes data: the hub's writers do
+		CheckOrigin:     func(*http.Request) bool { return true },
+	}
+
+	opts := p.hubOptions()
+	fp, _ := json.Marshal(struct {
+		O push.Options
+		B json.RawMessage
+	}{opts, p.BrokerRaw})
+	p.hubKey = string(fp)
+	var factory BrokerFactory
+	if p.BrokerRaw != nil {
+		mod, err := ctx.LoadModule(p, "BrokerRaw")
+		if err != nil {
+			return fmt.Errorf("websocket_push: loading broker: %w", err)
+		}
+		var ok bool
+		if factory, ok = mod.(BrokerFactory); !ok {
+			return fmt.Errorf("websocket_push: module %T is not a broker", mod)
+		}
+		p.multiNode = mod.(caddy.Module).CaddyModule().ID != "websocket_push.brokers.memory"
+	}
+	hubLog := p.logger.Named("hub").With(zap.String("hub", p.Hub))
+	val, _, err := hubs.LoadOrNew(p.hubKey, func() (caddy.Destructor, error) {
+		b, err := newBroker(factory, opts.History, hubLog)
+		if err != nil {
+			return nil, err
+		}
+		h, err := push.New(opts, b, hubMetrics(p.Hub), hubLog)
+		if err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("starting broker: %w", err)
+		}
+		return hubEntry{h}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("websocket_push: hub %q: %w", p.Hub, err)
+	}
+	p.hub = val.(hubEntry).hub
+	return nil
 }
 
-func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
-	return new(Push), nil
+func (p *Push) setDefaults() {
+	if p.Hub == "" {
+		p.Hub = "default"
+	}
+	if p.MaxFrameSize == 0 {
+		p.MaxFrameSize = 64 << 10
+	}
+	if p.MaxEvents == 0 {
+		p.MaxEvents = 100
+	}
+	if p.MaxBodySize == 0 {
+		p.MaxBodySize = 1 << 20
+	}
+	if p.AuthTimeout == 0 {
+		p.AuthTimeout = caddy.Duration(10 * time.Second)
+	}
 }
+
+func (p *Push) hubOptions() push.Options {
+	o := push.Options{
+		Name:                  p.Hub,
+		QueueSize:             p.QueueSize,
+		PingInterval:          time.Duration(p.PingInterval),
+		PongTimeout:           time.Duration(p.PongTimeout),
+		WriteTimeout:          time.Duration(p.WriteTimeout),
+		MaxConnections:        p.MaxConnections,
+		MaxConnectionsPerUser: p.MaxConnectionsPerUser,
+	}
+	if p.History != nil {
+		o.History = broker.History{Size: p.History.Size, TTL: time.Duration(p.History.TTL)}
+	}
+	return o
+}
+
+// Validate checks what Provision could not.
+func (p *Push) Validate() error {
+	if p.Auth == nil && p.PublishAuth == "" && p.PublishKey == "" && p.PublishJWT == nil {
+		return errors.New("websocket_push: set auth (to subscribe) and/or publish_key, publish_jwt or publish_auth none (to publish)")
+	}
+	if p.PublishAuth != "" && p.PublishAuth != "none" {
+		return fmt.Errorf("websocket_push: publish_auth must be \"none\", not %q", p.PublishAuth)
+	}
+	if p.PublishAuth == "none" && (p.PublishKey != "" || p.PublishJWT != nil) {
+		return errors.New("websocket_push: publish_auth none contradicts publish_key/publish_jwt")
+	}
+	if p.PingInterval < 0 || time.Duration(p.PingInterval) >= 60*time.Second {
+		return errors.New("websocket_push: ping_interval must be between 0 and 60s")
+	}
+	if p.MaxFrameSize < 256 || p.MaxEvents < 0 || p.QueueSize < 0 || p.MaxConnections < 0 || p.MaxConnectionsPerUser < 0 {
+		return errors.New("websocket_push: limits must be positive (max_frame_size at least 256)")
+	}
+	return nil
+}
+
+// Cleanup releases this config's hold on the hub; the last holder closes it
+// (every connection gets 1001).
+func (p *Push) Cleanup() error {
+	if p.hub == nil {
+		return nil
+	}
+	_, err := hubs.Delete(p.hubKey)
+	return err
+}
+
+// ServeHTTP subscribes WebSocket upgrades and publishes POSTs.
+func (p *Push) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	switch {
+	case isExtendedConnect(r):
+		writeJSONError(w, http.StatusHTTPVersionNotSupported, "websocket_push needs WebSocket over HTTP/1.1")
+	case websocket.IsWebSocketUpgrade(r):
+		p.subscribe(w, r)
+	case r.Method == http.MethodPost:
+		p.publish(w, r)
+	default:
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSONError(w, http.StatusMethodNotAllowed, "publish with POST, subscribe with a WebSocket upgrade")
+	}
+	return nil
+}
+
+func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) {
+	if p.Auth == nil {
+		writeJSONError(w, http.StatusForbidden, "subscribing is not enabled on this route (no auth configured)")
+		return
+	}
+	if !originAllowed(r, p.Origins) {
+		writeJSONError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
+	sess := push.Session{
+		Verifier:      p.verifier,
+		MaxFrameSize:  p.MaxFrameSize,
+		MaxEvents:     p.MaxEvents,
+		AuthTimeout:   time.Duration(p.AuthTimeout),
+		VerifyTimeout: 10 * time.Second,
+		Remote:        r.RemoteAddr,
+	}
+	switch p.Auth.Mode {
+	case "anonymous":
+		sess.Identity = &auth.Identity{}
+	case "caddy":
+		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		user := ""
+		if repl != nil {
+			user = repl.ReplaceKnown(p.Auth.User, "")
+		}
+		if user == "" {
+			writeJSONError(w, http.StatusUnauthorized, "no authenticated user on this request")
+			return
+		}
+		sess.Identity = &auth.Identity{User: user}
+	default:
+		sess.Token = r.URL.Query().Get(p.Auth.TokenParam)
+		if h := r.Header.Get("Authorization"); sess.Token == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+			sess.Token = strings.TrimSpace(h[7:])
+		}
+	}
+	if err := p.hub.Reserve(); err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, "too many connections")
+		return
+	}
+	ws, err := p.upgrader.Upgrade(hijacker{w}, r, nil)
+	if err != nil {
+		p.hub.Release()
+		p.logger.Debug("websocket upgrade failed", zap.Error(err))
+		return
+	}
+	// The reader runs on a fresh goroutine so the request's deep stack is
+	// not kept alive for the connection's lifetime.
+	go p.hub.Serve(ws, sess)
+}
+
+func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
+	if !p.publisherAllowed(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="websocket_push"`)
+		writeJSONError(w, http.StatusUnauthorized, "publisher not authenticated")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.MaxBodySize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeJSONError(w, http.StatusRequestEntityTooLarge, "body too large")
+			return
+		}
+		writeJSONError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	req, err := push.ParsePublishBody(body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	res, err := p.hub.Publish(r.Context(), req)
+	if err != nil {
+		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, push.ErrClosed) {
+			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		p.logger.Error("publishing", zap.Error(err))
+		writeJSONError(w, http.StatusInternalServerError, "publishing failed")
+		return
+	}
+	out := struct {
+		push.PublishResult
+		Scope string `json:"scope,omitempty"`
+	}{PublishResult: res}
+	if p.multiNode {
+		out.Scope = "node"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
+
+func (p *Push) publisherAllowed(r *http.Request) bool {
+	if p.PublishAuth == "none" {
+		return true
+	}
+	h := r.Header.Get("Authorization")
+	if len(h) <= 7 || !strings.EqualFold(h[:7], "bearer ") {
+		return false
+	}
+	tok := strings.TrimSpace(h[7:])
+	if p.publishKey != nil && subtle.ConstantTimeCompare([]byte(tok), p.publishKey) == 1 {
+		return true
+	}
+	if p.pubVerifier != nil {
+		if _, err := p.pubVerifier.Verify(r.Context(), tok); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Push)(nil)
+	_ caddy.Validator             = (*Push)(nil)
+	_ caddy.CleanerUpper          = (*Push)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Push)(nil)
+)

@@ -1,0 +1,233 @@
+package push
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// item is one queued frame. data is shared between connections and never
+// modified. stream/offset identify a message for recovery deduplication;
+// at is the publish time for the latency histogram (zero for control
+// frames).
+type item struct {
+	data   []byte
+	stream string
+	offset uint64
+	at     int64
+	close  bool // the close frame: last thing written
+}
+
+// Conn is one subscriber. Its reader is the goroutine running serve; its
+// writer is a goroutine started when frames are queued and ended when the
+// queue is empty, so an idle connection costs one goroutine, not two.
+type Conn struct {
+	hub  *Hub
+	ws   *websocket.Conn
+	nc   net.Conn
+	id   uint64
+	user string
+	// allowed lists the events the identity may subscribe to (nil: any).
+	allowed map[string]struct{}
+	expires time.Time
+
+	// events is guarded by hub.mu.
+	events map[string]struct{}
+	// registered is guarded by hub.mu: the connection is in the index.
+	registered bool
+
+	mu         sync.Mutex
+	queue      []item
+	spare      []item
+	writing    bool
+	closing    bool // a close frame is queued or written: no more frames
+	closeSent  bool
+	readerDone bool
+	closeCode  int
+	// recovering buffers live frames in pending while history is replayed.
+	recovering bool
+	pending    []item
+}
+
+// enqueue queues a frame for the writer. It never blocks. It returns false
+// when the frame was not queued: the connection is closing, or its queue
+// overflowed, in which case overflow is true and the caller closes it as a
+// slow consumer (outside the hub lock).
+func (c *Conn) enqueue(it item) (ok, overflow bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return false, false
+	}
+	if c.recovering && it.at != 0 {
+		if len(c.pending) >= c.hub.opts.QueueSize {
+			return false, true
+		}
+		c.pending = append(c.pending, it)
+		return true, false
+	}
+	if len(c.queue) >= c.hub.opts.QueueSize {
+		return false, true
+	}
+	c.pushLocked(it)
+	return true, false
+}
+
+// pushLocked appends to the queue and starts the writer if it is idle.
+func (c *Conn) pushLocked(it item) {
+	c.queue = append(c.queue, it)
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
+	}
+}
+
+// send queues a control or acknowledgement frame, bypassing the recovery
+// buffer and the queue bound (they are few and come from this connection's
+// own requests).
+func (c *Conn) send(data []byte) {
+	c.mu.Lock()
+	if !c.closing {
+		c.pushLocked(item{data: data})
+	}
+	c.mu.Unlock()
+}
+
+// closeWith queues a close frame after what is queued (drain=true) or in
+// place of it, and marks the connection closing. The writer writes it and
+// then ends the TCP connection once the reader has seen the peer's answer
+// or the close grace passed.
+func (c *Conn) closeWith(code int, reason string, drain bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.closeCode = code
+	c.pending = nil
+	if !drain {
+		// The writer may be in the middle of a batch; what it has not
+		// taken yet is dropped.
+		clear(c.queue)
+		c.queue = c.queue[:0]
+	}
+	c.pushLocked(item{data: closeFrame(code, reason), close: true})
+}
+
+// Close closes the connection with code and reason (e.g. an operator drop).
+func (c *Conn) Close(code int, reason string) { c.closeWith(code, reason, false) }
+
+// User returns the connection's user id ("" for anonymous).
+func (c *Conn) User() string { return c.user }
+
+func (c *Conn) writeLoop() {
+	h := c.hub
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		if len(batch) == 0 {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.queue = c.spare[:0]
+		c.spare = nil
+		c.mu.Unlock()
+
+		last := false
+		n := len(batch)
+		for i := range batch {
+			if batch[i].close {
+				n, last = i+1, true
+				break
+			}
+		}
+		err := c.writeBatch(batch[:n])
+		if err == nil {
+			now := time.Now().UnixNano()
+			delivered := 0
+			for i := range batch[:n] {
+				if batch[i].at != 0 {
+					delivered++
+					h.metrics.Latency.Observe(float64(now-batch[i].at) / 1e9)
+				}
+			}
+			if delivered > 0 {
+				h.metrics.Written.Add(float64(delivered))
+			}
+		}
+		clear(batch)
+		c.mu.Lock()
+		if cap(batch) <= 64 {
+			c.spare = batch[:0]
+		}
+		if err != nil || last {
+			c.closeSent = true
+			c.closing = true
+			c.writing = false
+			clear(c.queue)
+			c.queue = nil
+			readerDone := c.readerDone
+			c.mu.Unlock()
+			if err != nil || readerDone {
+				_ = c.nc.Close()
+			} else {
+				// Let the reader see the peer's close frame, briefly.
+				_ = c.nc.SetReadDeadline(time.Now().Add(h.opts.CloseGrace))
+			}
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+// writeBatch writes frames with one syscall where the connection allows:
+// writev on TCP, one concatenated write otherwise (e.g. TLS, one record).
+func (c *Conn) writeBatch(batch []item) error {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	if len(batch) == 1 {
+		_, err := c.nc.Write(batch[0].data)
+		return err
+	}
+	if _, ok := c.nc.(*net.TCPConn); ok {
+		bufs := make(net.Buffers, len(batch))
+		for i := range batch {
+			bufs[i] = batch[i].data
+		}
+		_, err := bufs.WriteTo(c.nc)
+		return err
+	}
+	size := 0
+	for i := range batch {
+		size += len(batch[i].data)
+	}
+	bp := getBuf(size)
+	b := (*bp)[:0]
+	for i := range batch {
+		b = append(b, batch[i].data...)
+	}
+	_, err := c.nc.Write(b)
+	*bp = b
+	putBuf(bp)
+	return err
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+func getBuf(n int) *[]byte {
+	bp := bufPool.Get().(*[]byte)
+	if cap(*bp) < n {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	return bp
+}
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= 1<<20 {
+		bufPool.Put(bp)
+	}
+}

@@ -1,0 +1,39 @@
+package push
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the collectors a hub updates, already bound to the hub's
+// labels by the caller. NewMetrics returns unregistered ones, for tests and
+// for hubs whose metrics nobody scrapes.
+type Metrics struct {
+	Connections   prometheus.Gauge
+	Subscriptions prometheus.Gauge
+	Published     prometheus.Counter
+	// Delivered counts frames queued to a connection; Written counts those
+	// written to its socket.
+	Delivered prometheus.Counter
+	Written   prometheus.Counter
+	// Dropped counts connections the server closed (or refused), by reason:
+	// slow, dead_peer, max_connections, max_per_user, max_events,
+	// unauthorized, auth_timeout, auth_unavailable, bad_frame,
+	// frame_too_big, admin, other.
+	Dropped func(reason string) prometheus.Counter
+	// Latency observes seconds from publish to the write of the frame.
+	Latency prometheus.Observer
+}
+
+// NewMetrics returns collectors registered nowhere.
+func NewMetrics() *Metrics {
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "dropped"}, []string{"reason"})
+	return &Metrics{
+		Connections:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "connections"}),
+		Subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "subscriptions"}),
+		Published:     prometheus.NewCounter(prometheus.CounterOpts{Name: "published"}),
+		Delivered:     prometheus.NewCounter(prometheus.CounterOpts{Name: "delivered"}),
+		Written:       prometheus.NewCounter(prometheus.CounterOpts{Name: "written"}),
+		Dropped:       func(r string) prometheus.Counter { return dropped.WithLabelValues(r) },
+		Latency:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: "latency"}),
+	}
+}
+
+func (m *Metrics) dropped(reason string) { m.Dropped(reason).Inc() }

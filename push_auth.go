@@ -1,0 +1,151 @@
+package caddyws
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddyws/caddyws/broker"
+	"github.com/caddyws/caddyws/broker/memory"
+	"github.com/caddyws/caddyws/push/auth"
+)
+
+// PushAuth says who a subscriber is. Exactly one mode per handler.
+type PushAuth struct {
+	// Mode is one of:
+	//   - jwt: the token is a JWT (see jwt);
+	//   - token_file: the token is looked up in a file of "token: user" lines;
+	//   - callback: an HTTP service answers a token with a user id;
+	//   - token_is_user: the token is the user id (the classic service's
+	//     mode; only for trusted networks);
+	//   - caddy: the user id comes from Caddy's own authentication (e.g.
+	//     basic_auth, forward_auth) through the placeholder in user;
+	//   - anonymous: no identity; subscribers get event and broadcast
+	//     messages only.
+	Mode string `json:"mode"`
+	// JWT configures the jwt mode.
+	JWT *PushJWT `json:"jwt,omitempty"`
+	// TokenFile is the file of the token_file mode; it is re-read when it
+	// changes.
+	TokenFile string `json:"token_file,omitempty"`
+	// Callback configures the callback mode.
+	Callback *PushCallback `json:"callback,omitempty"`
+	// User is the placeholder the caddy mode takes the user id from.
+	// Default: {http.auth.user.id}.
+	User string `json:"user,omitempty"`
+	// TokenParam is the query parameter a non-browser client may carry its
+	// token in (browsers send it in the first frame, which keeps it out of
+	// access logs). The Authorization: Bearer header works too.
+	// Default: token.
+	TokenParam string `json:"token_param,omitempty"`
+}
+
+// PushJWT configures JWT verification.
+type PushJWT struct {
+	// Alg is the only accepted signing algorithm (HS256, RS256, ES256, ...).
+	// Default: HS256.
+	Alg string `json:"alg,omitempty"`
+	// Key is the key itself: the secret for HS*, a PEM public key for the
+	// others. Placeholders such as {env.PUSH_JWT_SECRET} are expanded.
+	Key string `json:"key,omitempty"`
+	// KeyFile is a file holding the key, instead of Key.
+	KeyFile string `json:"key_file,omitempty"`
+	// UserClaim is the claim holding the user id. Default: sub.
+	UserClaim string `json:"user_claim,omitempty"`
+	// EventsClaim is the claim listing the events the token may subscribe
+	// to (absent: any). Default: events.
+	EventsClaim string `json:"events_claim,omitempty"`
+	// Issuer, when set, must equal the iss claim. Default: none.
+	Issuer string `json:"issuer,omitempty"`
+	// Audience, when set, must be among the aud claim's values.
+	// Default: none.
+	Audience string `json:"audience,omitempty"`
+	// Leeway tolerates clock skew. Default: 30s.
+	Leeway caddy.Duration `json:"leeway,omitempty"`
+	// Require lists claims that must hold a value, e.g. {"role":
+	// "publisher"}. Default: none.
+	Require map[string]string `json:"require,omitempty"`
+}
+
+// PushCallback configures the callback mode.
+type PushCallback struct {
+	// URL receives the token and answers with the user id.
+	URL string `json:"url"`
+	// Timeout bounds one call; a timeout or a 5xx closes the connection
+	// with 1013 (try again later). Default: 5s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+func (j *PushJWT) config(repl *caddy.Replacer) auth.JWTConfig {
+	alg := j.Alg
+	if alg == "" {
+		alg = "HS256"
+	}
+	cfg := auth.JWTConfig{
+		Algorithm:   alg,
+		KeyFile:     repl.ReplaceKnown(j.KeyFile, ""),
+		UserClaim:   j.UserClaim,
+		EventsClaim: j.EventsClaim,
+		Issuer:      j.Issuer,
+		Audience:    j.Audience,
+		Leeway:      time.Duration(j.Leeway),
+		Require:     j.Require,
+	}
+	if j.Key != "" {
+		cfg.Key = []byte(repl.ReplaceKnown(j.Key, ""))
+	}
+	return cfg
+}
+
+// verifier builds the token verifier of the mode (nil for modes without
+// tokens).
+func (a *PushAuth) verifier(repl *caddy.Replacer, logger *zap.Logger) (auth.Verifier, error) {
+	if a.TokenParam == "" {
+		a.TokenParam = "token"
+	}
+	switch a.Mode {
+	case "jwt":
+		if a.JWT == nil {
+			return nil, errors.New("jwt mode needs a jwt block (key or key_file)")
+		}
+		return auth.NewJWT(a.JWT.config(repl))
+	case "token_file":
+		return auth.NewTokenFile(auth.TokenFileConfig{Path: repl.ReplaceKnown(a.TokenFile, ""), Logger: logger})
+	case "callback":
+		return newCallbackVerifier(a.Callback, repl)
+	case "token_is_user":
+		return auth.TokenIsUser{}, nil
+	case "caddy":
+		if a.User == "" {
+			a.User = "{http.auth.user.id}"
+		}
+		return nil, nil
+	case "anonymous":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("unknown mode %q (want jwt, token_file, callback, token_is_user, caddy or anonymous)", a.Mode)
+}
+
+// newBroker asks the configured factory for the hub's broker; without one,
+// the in-process memory broker serves a single node.
+func newBroker(f BrokerFactory, h broker.History, logger *zap.Logger) (broker.Broker, error) {
+	if f == nil {
+		return memory.New(h, logger.Named("broker")), nil
+	}
+	b, err := f.NewBroker(h, logger.Named("broker"))
+	if err != nil {
+		return nil, fmt.Errorf("creating broker: %w", err)
+	}
+	return b, nil
+}
+
+// newCallbackVerifier builds the callback mode's verifier.
+func newCallbackVerifier(c *PushCallback, repl *caddy.Replacer) (auth.Verifier, error) {
+	if c == nil || c.URL == "" {
+		return nil, errors.New("callback mode needs a url")
+	}
+	return nil, errors.New("callback mode is not available in this build yet")
+}

@@ -1,0 +1,326 @@
+package caddyws
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+)
+
+func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Push)
+	err := p.UnmarshalCaddyfile(h.Dispenser)
+	return p, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	websocket_push [<matcher>] {
+//		hub <name>
+//
+//		# who subscribes (exactly one auth line)
+//		auth jwt {
+//			alg          <HS256|RS256|ES256|...>   # default HS256
+//			key          <secret or PEM|{env.X}>
+//			key_file     <path>
+//			user_claim   <claim>                  # default sub
+//			events_claim <claim>                  # default events
+//			issuer       <iss>
+//			audience     <aud>
+//			leeway       <duration>               # default 30s
+//			require      <claim> <value>
+//		}
+//		auth token_file <path>
+//		auth callback <url> {
+//			timeout <duration>                    # default 5s
+//		}
+//		auth token_is_user
+//		auth caddy [<placeholder>]                # default {http.auth.user.id}
+//		auth anonymous
+//		token_param <name>                        # default token
+//
+//		# who publishes (closed unless one is set)
+//		publish_key  <key|{env.X}>
+//		publish_jwt { <same as auth jwt> }
+//		publish_auth none
+//
+//		origins <origin...>                       # default same origin
+//		max_frame_size <size>                     # default 64KiB
+//		max_events <n>                            # default 100
+//		max_body_size <size>                      # default 1MiB
+//		max_connections <n>
+//		max_connections_per_user <n>
+//		queue_size <n>                            # default 256
+//		ping_interval <duration>                  # default 25s
+//		pong_timeout <duration>                   # default 10s
+//		write_timeout <duration>                  # default 10s
+//		auth_timeout <duration>                   # default 10s
+//		history <size> [<ttl>]
+//		broker <memory|nats|redis> [<args...>] {
+//			...                                   # the broker module's own syntax
+//		}
+//	}
+//
+// Each option may appear once.
+func (p *Push) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("duplicate option %q", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "hub":
+			err = pushOneArg(d, &p.Hub)
+		case "auth":
+			p.Auth, err = parsePushAuth(d)
+		case "token_param":
+			if p.Auth == nil {
+				return d.Err("token_param must follow auth")
+			}
+			err = pushOneArg(d, &p.Auth.TokenParam)
+		case "publish_key":
+			err = pushOneArg(d, &p.PublishKey)
+		case "publish_jwt":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			p.PublishJWT, err = parsePushJWT(d)
+		case "publish_auth":
+			if err = pushOneArg(d, &p.PublishAuth); err == nil && p.PublishAuth != "none" {
+				return d.Errf("publish_auth takes only 'none', got %q", p.PublishAuth)
+			}
+		case "origins":
+			p.Origins = d.RemainingArgs()
+			if len(p.Origins) == 0 {
+				return d.ArgErr()
+			}
+		case "max_frame_size":
+			p.MaxFrameSize, err = pushSizeArg(d)
+		case "max_body_size":
+			p.MaxBodySize, err = pushSizeArg(d)
+		case "max_events":
+			p.MaxEvents, err = pushIntArg(d)
+		case "max_connections":
+			p.MaxConnections, err = pushIntArg(d)
+		case "max_connections_per_user":
+			p.MaxConnectionsPerUser, err = pushIntArg(d)
+		case "queue_size":
+			p.QueueSize, err = pushIntArg(d)
+		case "ping_interval":
+			err = pushDurationArg(d, &p.PingInterval)
+		case "pong_timeout":
+			err = pushDurationArg(d, &p.PongTimeout)
+		case "write_timeout":
+			err = pushDurationArg(d, &p.WriteTimeout)
+		case "auth_timeout":
+			err = pushDurationArg(d, &p.AuthTimeout)
+		case "history":
+			err = p.parseHistory(d)
+		case "broker":
+			err = p.parseBroker(d)
+		default:
+			return d.Errf("unknown websocket_push option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func parsePushAuth(d *caddyfile.Dispenser) (*PushAuth, error) {
+	a := &PushAuth{}
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	a.Mode = d.Val()
+	switch a.Mode {
+	case "jwt":
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+		j, err := parsePushJWT(d)
+		a.JWT = j
+		return a, err
+	case "token_file":
+		if err := pushOneArg(d, &a.TokenFile); err != nil {
+			return nil, err
+		}
+	case "callback":
+		a.Callback = &PushCallback{}
+		if err := pushOneArg(d, &a.Callback.URL); err != nil {
+			return nil, err
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			switch d.Val() {
+			case "timeout":
+				if err := pushDurationArg(d, &a.Callback.Timeout); err != nil {
+					return nil, err
+				}
+			default:
+				return nil, d.Errf("unknown callback option %q", d.Val())
+			}
+		}
+	case "caddy":
+		if d.NextArg() {
+			a.User = d.Val()
+		}
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	case "token_is_user", "anonymous":
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	default:
+		return nil, d.Errf("unknown auth mode %q (want jwt, token_file, callback, token_is_user, caddy or anonymous)", a.Mode)
+	}
+	return a, nil
+}
+
+func parsePushJWT(d *caddyfile.Dispenser) (*PushJWT, error) {
+	j := &PushJWT{}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if seen[opt] && opt != "require" {
+			return nil, d.Errf("duplicate jwt option %q", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "alg":
+			err = pushOneArg(d, &j.Alg)
+		case "key":
+			err = pushOneArg(d, &j.Key)
+		case "key_file":
+			err = pushOneArg(d, &j.KeyFile)
+		case "user_claim":
+			err = pushOneArg(d, &j.UserClaim)
+		case "events_claim":
+			err = pushOneArg(d, &j.EventsClaim)
+		case "issuer":
+			err = pushOneArg(d, &j.Issuer)
+		case "audience":
+			err = pushOneArg(d, &j.Audience)
+		case "leeway":
+			err = pushDurationArg(d, &j.Leeway)
+		case "require":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return nil, d.ArgErr()
+			}
+			if j.Require == nil {
+				j.Require = map[string]string{}
+			}
+			j.Require[args[0]] = args[1]
+		default:
+			return nil, d.Errf("unknown jwt option %q", opt)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if (j.Key == "") == (j.KeyFile == "") {
+		return nil, d.Err("jwt needs exactly one of key and key_file")
+	}
+	return j, nil
+}
+
+func (p *Push) parseHistory(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
+		return d.Errf("history size must be a non-negative integer, got %q", args[0])
+	}
+	p.History = &PushHistory{Size: n}
+	if len(args) == 2 {
+		ttl, err := caddy.ParseDuration(args[1])
+		if err != nil || ttl < 0 {
+			return d.Errf("history ttl: bad duration %q", args[1])
+		}
+		p.History.TTL = caddy.Duration(ttl)
+	}
+	return nil
+}
+
+func (p *Push) parseBroker(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	name := d.Val()
+	// The module's UnmarshalCaddyfile sees "<name> [args] { ... }".
+	d.Prev()
+	mod, err := caddyfile.UnmarshalModule(d, "websocket_push.brokers."+name)
+	if err != nil {
+		return err
+	}
+	p.BrokerRaw = caddyconfig.JSONModuleObject(mod, "type", name, nil)
+	return nil
+}
+
+func pushOneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func pushIntArg(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	var s string
+	if err := pushOneArg(d, &s); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, d.Errf("%s: want a non-negative integer, got %q", opt, s)
+	}
+	return n, nil
+}
+
+func pushSizeArg(d *caddyfile.Dispenser) (int64, error) {
+	var s string
+	if err := pushOneArg(d, &s); err != nil {
+		return 0, err
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, d.Errf("bad size %q", s)
+	}
+	return int64(n), nil
+}
+
+func pushDurationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := pushOneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v < 0 {
+		return d.Errf("bad duration %q", s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Push)(nil)
