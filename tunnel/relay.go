@@ -19,15 +19,15 @@ import (
 // Close codes a tunnel ends with (RFC 6455 section 7.4 and the IANA
 // registry; 4408 is ours).
 const (
-	CloseNormal        = websocket.CloseNormalClosure   // 1000: upstream closed, or the client closed
-	CloseGoingAway     = websocket.CloseGoingAway       // 1001: Caddy stops, or the config was unloaded and close_delay passed
-	CloseAbnormal      = websocket.CloseAbnormalClosure // 1006: never sent; logged when the client vanished without a close frame
+	CloseNormal        = websocket.CloseNormalClosure     // 1000: upstream closed, or the client closed
+	CloseGoingAway     = websocket.CloseGoingAway         // 1001: Caddy stops, or the config was unloaded and close_delay passed
+	CloseAbnormal      = websocket.CloseAbnormalClosure   // 1006: never sent; logged when the client vanished without a close frame
 	CloseInternalError = websocket.CloseInternalServerErr // 1011: the upstream failed mid-stream, or could not be reached
 	// CloseUnreachable is sent when the upstream cannot be dialled (refused,
 	// timeout, no route). It is 1011 rather than 1014 "bad gateway" because
 	// common clients (gorilla/websocket among them) reject 1014 as invalid.
 	CloseUnreachable = CloseInternalError
-	CloseIdleTimeout   = 4408 // idle_timeout passed without a byte either way
+	CloseIdleTimeout = 4408 // idle_timeout passed without a byte either way
 )
 
 // Who ended a tunnel, in logs and metrics.

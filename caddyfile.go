@@ -1,0 +1,161 @@
+package caddyws
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/caddyws/caddyws/tunnel"
+)
+
+func parseTunnelCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	t := new(Tunnel)
+	err := t.UnmarshalCaddyfile(h.Dispenser)
+	return t, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	websocket_tunnel [<matcher>] [<upstream>] {
+//	    upstream        <host:port> | unix/<path>      # fixed target; placeholders allowed (then held to allow)
+//	    targets         <file|dir>                     # or: websockify token file ("token: host:port")
+//	    jwt_key         <file> | <{env.VAR}>           # or: signed tickets naming their target
+//	    token_param     <name>                         # query parameter with the token/ticket; default token
+//	    allow           <cidr|ip|host|unix/path>[:<ports>] ...
+//	    subprotocols    <name> ...                     # default binary
+//	    origins         <origin> ...                   # default: same origin only
+//	    dial_timeout    <duration>                     # default 10s
+//	    idle_timeout    <duration>                     # default none
+//	    max_connections <n>                            # default unlimited
+//	    buffer_size     <size>                         # default 64KiB
+//	    close_delay     <duration>                     # on reload; default: keep tunnels open
+//	}
+//
+// The list options (allow, subprotocols, origins) may be repeated and add
+// up; any other option given twice, an unknown option or a missing argument
+// is an error naming the file and line.
+func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		t.Upstream = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	seen := map[string]bool{}
+	if t.Upstream != "" {
+		seen["upstream"] = true
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "allow", "subprotocols", "origins":
+		default:
+			if seen[opt] {
+				return d.Errf("%s: option given twice", opt)
+			}
+		}
+		seen[opt] = true
+		switch opt {
+		case "upstream", "targets", "jwt_key", "token_param":
+			var v string
+			if !d.Args(&v) {
+				return d.ArgErr()
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "upstream":
+				t.Upstream = v
+			case "targets":
+				t.Targets = v
+			case "jwt_key":
+				t.JWTKey = v
+			case "token_param":
+				t.TokenParam = v
+			}
+		case "allow", "subprotocols", "origins":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			switch opt {
+			case "allow":
+				t.Allow = append(t.Allow, args...)
+			case "subprotocols":
+				t.Subprotocols = append(t.Subprotocols, args...)
+			case "origins":
+				t.Origins = append(t.Origins, args...)
+			}
+		case "dial_timeout", "idle_timeout", "close_delay":
+			var v string
+			if !d.Args(&v) || d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("%s %q: %v", opt, v, err)
+			}
+			if dur < 0 {
+				return d.Errf("%s: cannot be negative", opt)
+			}
+			switch opt {
+			case "dial_timeout":
+				t.DialTimeout = caddy.Duration(dur)
+			case "idle_timeout":
+				t.IdleTimeout = caddy.Duration(dur)
+			case "close_delay":
+				cd := caddy.Duration(dur)
+				t.CloseDelay = &cd
+			}
+		case "max_connections":
+			var v string
+			if !d.Args(&v) || d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return d.Errf("max_connections %q: want a whole number >= 0", v)
+			}
+			t.MaxConnections = n
+		case "buffer_size":
+			var v string
+			if !d.Args(&v) || d.NextArg() {
+				return d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n < 1024 || n > 16<<20 {
+				return d.Errf("buffer_size %q: want a size from 1KiB to 16MiB", v)
+			}
+			t.BufferSize = int(n)
+		default:
+			return d.Errf("unknown websocket_tunnel option %q", opt)
+		}
+	}
+	sources := 0
+	for _, v := range []string{t.Upstream, t.Targets, t.JWTKey} {
+		if v != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return d.Err("websocket_tunnel needs exactly one of: an upstream, targets, jwt_key")
+	}
+	if t.Upstream != "" && !strings.Contains(t.Upstream, "{") {
+		if _, err := tunnel.ParseTarget(t.Upstream); err != nil {
+			return d.Errf("upstream: %v", err)
+		}
+	}
+	if _, err := tunnel.ParseAllowList(t.Allow); err != nil {
+		return d.Errf("%v", err)
+	}
+	return nil
+}
+
+var _ caddyfile.Unmarshaler = (*Tunnel)(nil)
