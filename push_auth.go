@@ -3,6 +3,7 @@ package caddyws
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -74,9 +75,17 @@ type PushJWT struct {
 type PushCallback struct {
 	// URL receives the token and answers with the user id.
 	URL string `json:"url"`
+	// Method is POST (JSON body {"token":"..."}) or GET (query parameter
+	// token). Default: POST.
+	Method string `json:"method,omitempty"`
+	// Header is sent with every call, e.g. a key the service expects;
+	// placeholders such as {env.X} are expanded. Default: none.
+	Header map[string][]string `json:"header,omitempty"`
 	// Timeout bounds one call; a timeout or a 5xx closes the connection
 	// with 1013 (try again later). Default: 5s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
+	// CacheTTL keeps accepted tokens this long. Default: 0 (off).
+	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 }
 
 func (j *PushJWT) config(repl *caddy.Replacer) auth.JWTConfig {
@@ -147,5 +156,19 @@ func newCallbackVerifier(c *PushCallback, repl *caddy.Replacer) (auth.Verifier, 
 	if c == nil || c.URL == "" {
 		return nil, errors.New("callback mode needs a url")
 	}
-	return nil, errors.New("callback mode is not available in this build yet")
+	cfg := auth.CallbackConfig{
+		URL:      repl.ReplaceKnown(c.URL, ""),
+		Method:   c.Method,
+		Timeout:  time.Duration(c.Timeout),
+		CacheTTL: time.Duration(c.CacheTTL),
+	}
+	if len(c.Header) > 0 {
+		cfg.Header = http.Header{}
+		for k, vs := range c.Header {
+			for _, v := range vs {
+				cfg.Header.Add(k, repl.ReplaceKnown(v, ""))
+			}
+		}
+	}
+	return auth.NewCallback(cfg)
 }

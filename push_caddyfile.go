@@ -36,7 +36,10 @@ func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		}
 //		auth token_file <path>
 //		auth callback <url> {
-//			timeout <duration>                    # default 5s
+//			method    <POST|GET>                  # default POST
+//			header    <name> <value>
+//			timeout   <duration>                  # default 5s
+//			cache_ttl <duration>                  # default 0 (off)
 //		}
 //		auth token_is_user
 //		auth caddy [<placeholder>]                # default {http.auth.user.id}
@@ -168,6 +171,23 @@ func parsePushAuth(d *caddyfile.Dispenser) (*PushAuth, error) {
 				if err := pushDurationArg(d, &a.Callback.Timeout); err != nil {
 					return nil, err
 				}
+			case "cache_ttl":
+				if err := pushDurationArg(d, &a.Callback.CacheTTL); err != nil {
+					return nil, err
+				}
+			case "method":
+				if err := pushOneArg(d, &a.Callback.Method); err != nil {
+					return nil, err
+				}
+			case "header":
+				args := d.RemainingArgs()
+				if len(args) != 2 {
+					return nil, d.ArgErr()
+				}
+				if a.Callback.Header == nil {
+					a.Callback.Header = map[string][]string{}
+				}
+				a.Callback.Header[args[0]] = append(a.Callback.Header[args[0]], args[1])
 			default:
 				return nil, d.Errf("unknown callback option %q", d.Val())
 			}

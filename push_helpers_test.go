@@ -173,3 +173,7 @@ func waitGoroutines(t testing.TB, max int, within time.Duration) {
 	buf = buf[:runtime.Stack(buf, true)]
 	t.Fatalf("goroutines: %d, want <= %d\n%s", n, max, buf)
 }
+
+func jsonDecode(r *http.Request, v any) error {
+	return json.NewDecoder(r.Body).Decode(v)
+}
