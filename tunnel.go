@@ -325,8 +325,8 @@ func (t *Tunnel) checkAllowed(r *http.Request, target tunnel.Target) (tunnel.Tar
 	return checked, 0, nil
 }
 
+// lastPathSegment is what follows the last slash ("" for "/vnc/").
 func lastPathSegment(p string) string {
-	p = strings.TrimRight(p, "/")
 	return p[strings.LastIndexByte(p, '/')+1:]
 }
 
