@@ -42,6 +42,9 @@ func parseTunnelCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	if d.NextArg() {
+		if err := checkUpstream(d, d.Val()); err != nil {
+			return err
+		}
 		t.Upstream = d.Val()
 		if d.NextArg() {
 			return d.ArgErr()
@@ -72,6 +75,9 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			switch opt {
 			case "upstream":
+				if err := checkUpstream(d, v); err != nil {
+					return err
+				}
 				t.Upstream = v
 			case "targets":
 				t.Targets = v
@@ -87,6 +93,9 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			switch opt {
 			case "allow":
+				if _, err := tunnel.ParseAllowList(args); err != nil {
+					return d.Errf("%v", err)
+				}
 				t.Allow = append(t.Allow, args...)
 			case "subprotocols":
 				t.Subprotocols = append(t.Subprotocols, args...)
@@ -147,13 +156,17 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if sources != 1 {
 		return d.Err("websocket_tunnel needs exactly one of: an upstream, targets, jwt_key")
 	}
-	if t.Upstream != "" && !strings.Contains(t.Upstream, "{") {
-		if _, err := tunnel.ParseTarget(t.Upstream); err != nil {
-			return d.Errf("upstream: %v", err)
-		}
+	return nil
+}
+
+// checkUpstream reports a malformed fixed upstream at its line; one with
+// placeholders is checked per request.
+func checkUpstream(d *caddyfile.Dispenser, v string) error {
+	if strings.Contains(v, "{") {
+		return nil
 	}
-	if _, err := tunnel.ParseAllowList(t.Allow); err != nil {
-		return d.Errf("%v", err)
+	if _, err := tunnel.ParseTarget(v); err != nil {
+		return d.Errf("upstream: %v", err)
 	}
 	return nil
 }
