@@ -57,7 +57,15 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 5*time.Minute, "the whole run stops by itself after this")
 	flag.StringVar(&c.label, "label", "", "label of this run in the output")
 	flag.StringVar(&c.jsonOut, "json", "", "append the result as one JSON line to this file")
+	report := flag.String("report", "", "print a markdown table (medians per label) of the JSON lines in this file, and exit")
 	flag.Parse()
+	if *report != "" {
+		if err := printReport(os.Stdout, *report); err != nil {
+			fmt.Fprintln(os.Stderr, "push bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -97,6 +105,7 @@ type result struct {
 	ServerCPUusPerDelivery           float64
 	ToolCPUusPerDelivery             float64
 	ServerCPUPercent, ToolCPUPercent float64
+	Load1                            float64 // the machine's 1-minute load average when the run started
 	UnexpectedCloses                 map[string]int
 	PublishError                     string `json:",omitempty"`
 }
@@ -105,7 +114,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	if err := raiseNoFile(uint64(c.conns) + 1024); err != nil {
 		return nil, err
 	}
-	r := &result{Label: c.label, Target: c.plan.target, Conns: c.conns, Users: c.plan.users, Events: c.plan.events, OfferedRate: c.plan.rate}
+	r := &result{Label: c.label, Target: c.plan.target, Conns: c.conns, Users: c.plan.users, Events: c.plan.events, OfferedRate: c.plan.rate, Load1: loadAvg()}
 	base, baseMem, err := gcAndMeasure(ctx, c.admin, c.pid)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// printReport prints one markdown row per label, each figure the median
+// over the runs with that label.
+func printReport(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var order []string
+	runs := map[string][]result{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var r result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if _, ok := runs[r.Label]; !ok {
+			order = append(order, r.Label)
+		}
+		runs[r.Label] = append(runs[r.Label], r)
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "| cell | N | target | publishes offered/achieved per s | deliveries/s | p50 / p99 ms | server µs/delivery | tool µs/delivery | RSS KiB/idle conn (heap, stack) | lost | runs | load1 |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, label := range order {
+		rs := runs[label]
+		med := func(get func(r result) float64) float64 {
+			v := make([]float64, len(rs))
+			for i, r := range rs {
+				v[i] = get(r)
+			}
+			slices.Sort(v)
+			if len(v)%2 == 1 {
+				return v[len(v)/2]
+			}
+			return (v[len(v)/2-1] + v[len(v)/2]) / 2
+		}
+		var lost int64
+		for _, r := range rs {
+			lost += r.Lost
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %.1f | %.1f | %.1f (%.1f, %.1f) | %d | %d | %.1f |\n",
+			label, rs[0].Conns, rs[0].Target, rateStr(rs[0].OfferedRate), med(func(r result) float64 { return r.PublishRate }),
+			med(func(r result) float64 { return r.DeliveriesPerSec }),
+			med(func(r result) float64 { return r.P50ms }), med(func(r result) float64 { return r.P99ms }),
+			med(func(r result) float64 { return r.ServerCPUusPerDelivery }), med(func(r result) float64 { return r.ToolCPUusPerDelivery }),
+			med(func(r result) float64 { return r.RSSPerConnKiB }), med(func(r result) float64 { return r.HeapPerConnKiB }),
+			med(func(r result) float64 { return r.StackPerConnKiB }), lost, len(rs), med(func(r result) float64 { return r.Load1 }))
+	}
+	return nil
+}
+
+func loadAvg() float64 {
+	b, _ := os.ReadFile("/proc/loadavg")
+	v, _ := strconv.ParseFloat(strings.Fields(string(b) + " 0")[0], 64)
+	return v
+}
