@@ -68,11 +68,8 @@ func (s *syncBuffer) String() string {
 // answers and stops Caddy when the test ends.
 func startCaddy(t *testing.T, sites string, vars map[string]string) *caddyProc {
 	t.Helper()
-	cp := &caddyProc{
-		t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t),
-		Storage: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{}),
-	}
-	cfg := cp.Expand(`{
+	cp := newCaddyProc(t)
+	return cp.run(cp.Expand(`{
 	admin 127.0.0.1:@ADMIN@
 	persist_config off
 	http_port @HTTP@
@@ -85,7 +82,22 @@ func startCaddy(t *testing.T, sites string, vars map[string]string) *caddyProc {
 		protocols h1 h2
 	}
 }
-`+sites, vars)
+`+sites, vars))
+}
+
+// newCaddyProc picks the ports and storage of a Caddy to run.
+func newCaddyProc(t *testing.T) *caddyProc {
+	return &caddyProc{
+		t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t),
+		Storage: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{}),
+	}
+}
+
+// run starts Caddy with a complete Caddyfile and waits until it serves HTTPS
+// on cp.HTTPSPort.
+func (cp *caddyProc) run(cfg string) *caddyProc {
+	t := cp.t
+	t.Helper()
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -187,11 +199,17 @@ func (cp *caddyProc) TLSConfig() *tls.Config {
 func (cp *caddyProc) HTTPClient() *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: cp.TLSConfig(),
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			_, port, _ := net.SplitHostPort(addr)
-			return (&net.Dialer{}).DialContext(ctx, "tcp", "127.0.0.1:"+port)
-		},
+		DialContext:     loopbackDial,
 	}}
+}
+
+// loopbackDial dials "localhost:port" on 127.0.0.1, where Caddy listens.
+func loopbackDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, "tcp", "127.0.0.1:"+port)
 }
 
 // URL is https://localhost:<https port><path>.

@@ -53,16 +53,9 @@ push.on('demo', (message, meta) => {
   sessionStorage.setItem('caddyws-demo-positions', JSON.stringify(push.positions()));
   $('push-positions').textContent = meta.stream ? `${meta.stream} @ ${meta.offset} (epoch ${meta.epoch})` : '';
 });
-let greeted = false;
 push.on('connected', (info) => {
   demo.lifecycle.push(['connected']);
   setBadge($('push-status'), 'open', 'connected');
-  // Say hello once per page load, so the feed shows delivery working at once
-  // (and every other open tab sees this one arrive).
-  if (!greeted) {
-    greeted = true;
-    publishText(`a new tab joined at ${stamp()}`, { quiet: true });
-  }
 });
 push.on('disconnected', (code, reason, info) => {
   demo.lifecycle.push(['disconnected', code, reason, info.willReconnect]);
@@ -176,7 +169,9 @@ function runTunnel() {
   };
   ws.onclose = (ev) => {
     t.closeCode = ev.code;
-    setBadge($('tunnel-status'), ev.code === 1000 ? 'idle' : 'closed', `closed ${ev.code}${ev.reason ? ' ' + ev.reason : ''}`);
+    // 1000 after the service answered is the happy end: the TCP side closed (Connection: close).
+    const why = `${ev.code}${ev.reason ? ': ' + ev.reason : ''}`;
+    setBadge($('tunnel-status'), ev.code === 1000 ? 'open' : 'closed', ev.code === 1000 ? `done (${why})` : `closed (${why})`);
   };
 }
 
@@ -195,5 +190,12 @@ proxied.on('disconnected', (code, reason, info) =>
   setBadge($('proxy-status'), info.willReconnect ? 'waiting' : 'closed', `${info.willReconnect ? 'reconnecting' : 'closed'} (${code})`));
 proxied.connect();
 
-// Show the tunnel working on first load: a newcomer sees bytes without clicking.
+// Show all three working on first load, without a click: the tunnel's bytes,
+// and a greeting published once both feeds are connected (so both show it;
+// every other open tab sees this one arrive too).
 runTunnel();
+const firstConnect = (c) => new Promise((resolve) => { const off = c.on('connected', () => { off(); resolve(); }); });
+Promise.race([
+  Promise.all([firstConnect(push), firstConnect(proxied)]),
+  new Promise((resolve) => setTimeout(resolve, 5000)),
+]).then(() => publishText(`a new tab joined at ${stamp()}`, { quiet: true }));
