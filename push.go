@@ -27,10 +27,11 @@ import (
 // protocol is docs/push-protocol.md; the user guide is docs/push.md.
 type Push struct {
 	// Hub names the hub this handler serves. Handlers with the same hub
-	// name (and the same hub settings) share subscribers, so subscribing
-	// and publishing can live on different routes or sites. The hub-wide
-	// settings are queue_size, ping_interval, pong_timeout, write_timeout,
-	// max_connections, max_connections_per_user, history and broker.
+	// name share subscribers, so subscribing and publishing can live on
+	// different routes or sites. The hub-wide settings (queue_size,
+	// ping_interval, pong_timeout, write_timeout, max_connections,
+	// max_connections_per_user, history, broker) may be set on any one of
+	// them; two handlers setting one differently is a config error.
 	// Default: default.
 	Hub string `json:"hub,omitempty"`
 
@@ -96,14 +97,13 @@ type Push struct {
 	// Default: memory (one node).
 	BrokerRaw json.RawMessage `json:"broker,omitempty" caddy:"namespace=websocket_push.brokers inline_key=type"`
 
-	hub         *push.Hub
-	hubKey      string
+	ref         *hubRef
 	verifier    auth.Verifier
 	pubVerifier auth.Verifier
 	publishKey  []byte
 	upgrader    websocket.Upgrader
 	logger      *zap.Logger
-	multiNode   bool
+	multiNode   bool // in hubRef.merged: the broker reaches other nodes
 }
 
 // PushHistory bounds the history kept per stream.
@@ -121,14 +121,6 @@ func (Push) CaddyModule() caddy.ModuleInfo {
 		New: func() caddy.Module { return new(Push) },
 	}
 }
-
-// hubs keeps hubs across config reloads: a reload whose hub settings are
-// unchanged gets the same hub, so no subscriber is dropped.
-var hubs = caddy.NewUsagePool()
-
-type hubEntry struct{ hub *push.Hub }
-
-func (e hubEntry) Destruct() error { return e.hub.Close() }
 
 // Provision sets defaults, builds the verifiers and gets or creates the hub.
 func (p *Push) Provision(ctx caddy.Context) error {
@@ -166,42 +158,8 @@ func (p *Push) Provision(ctx caddy.Context) error {
 		CheckOrigin:     func(*http.Request) bool { return true },
 	}
 
-	opts := p.hubOptions()
-	fp, _ := json.Marshal(struct {
-		O push.Options
-		B json.RawMessage
-	}{opts, p.BrokerRaw})
-	p.hubKey = string(fp)
-	var factory BrokerFactory
-	if p.BrokerRaw != nil {
-		mod, err := ctx.LoadModule(p, "BrokerRaw")
-		if err != nil {
-			return fmt.Errorf("websocket_push: loading broker: %w", err)
-		}
-		var ok bool
-		if factory, ok = mod.(BrokerFactory); !ok {
-			return fmt.Errorf("websocket_push: module %T is not a broker", mod)
-		}
-		p.multiNode = mod.(caddy.Module).CaddyModule().ID != "websocket_push.brokers.memory"
-	}
-	hubLog := p.logger.Named("hub").With(zap.String("hub", p.Hub))
-	val, _, err := hubs.LoadOrNew(p.hubKey, func() (caddy.Destructor, error) {
-		b, err := newBroker(factory, opts.History, hubLog)
-		if err != nil {
-			return nil, err
-		}
-		h, err := push.New(opts, b, hubMetrics(p.Hub), hubLog)
-		if err != nil {
-			_ = b.Close()
-			return nil, fmt.Errorf("starting broker: %w", err)
-		}
-		return hubEntry{h}, nil
-	})
-	if err != nil {
-		return fmt.Errorf("websocket_push: hub %q: %w", p.Hub, err)
-	}
-	p.hub = val.(hubEntry).hub
-	return nil
+	p.ref, err = acquireHub(ctx, p)
+	return err
 }
 
 func (p *Push) setDefaults() {
@@ -261,11 +219,10 @@ func (p *Push) Validate() error {
 // Cleanup releases this config's hold on the hub; the last holder closes it
 // (every connection gets 1001).
 func (p *Push) Cleanup() error {
-	if p.hub == nil {
+	if p.ref == nil {
 		return nil
 	}
-	_, err := hubs.Delete(p.hubKey)
-	return err
+	return p.ref.release()
 }
 
 // ServeHTTP subscribes WebSocket upgrades and publishes POSTs.
@@ -321,19 +278,19 @@ func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) {
 			sess.Token = strings.TrimSpace(h[7:])
 		}
 	}
-	if err := p.hub.Reserve(); err != nil {
+	if err := p.ref.hub().Reserve(); err != nil {
 		writeJSONError(w, http.StatusServiceUnavailable, "too many connections")
 		return
 	}
 	ws, err := p.upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
-		p.hub.Release()
+		p.ref.hub().Release()
 		p.logger.Debug("websocket upgrade failed", zap.Error(err))
 		return
 	}
 	// The reader runs on a fresh goroutine so the request's deep stack is
 	// not kept alive for the connection's lifetime.
-	go p.hub.Serve(ws, sess)
+	go p.ref.hub().Serve(ws, sess)
 }
 
 func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
@@ -357,7 +314,7 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	res, err := p.hub.Publish(r.Context(), req)
+	res, err := p.ref.hub().Publish(r.Context(), req)
 	if err != nil {
 		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, push.ErrClosed) {
 			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
@@ -371,7 +328,7 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
 		push.PublishResult
 		Scope string `json:"scope,omitempty"`
 	}{PublishResult: res}
-	if p.multiNode {
+	if p.ref.multiNode() {
 		out.Scope = "node"
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -1,0 +1,207 @@
+package caddyws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddyws/caddyws/push"
+)
+
+// Hubs outlive config reloads: they sit in a caddy.UsagePool keyed by name
+// and hub settings, so a reload whose hub settings are unchanged gets the
+// very same hub and drops no subscriber, while a changed broker or limit
+// gets a new hub (the old one closes its connections with 1001 once the old
+// config lets go of it).
+var hubs = caddy.NewUsagePool()
+
+type hubEntry struct{ hub *push.Hub }
+
+func (e hubEntry) Destruct() error { return e.hub.Close() }
+
+// hubRef is shared by the handlers of one config load that name the same
+// hub. Hub settings may be written on any one of those handlers, so the
+// settings are merged as handlers provision, and the hub is re-acquired
+// whenever the merge changes them; by the time the config serves, every
+// handler points at the hub of the complete settings. The ref holds one
+// UsagePool reference for the whole load.
+type hubRef struct {
+	mu      sync.Mutex
+	name    string
+	merged  Push // hub-wide settings only
+	key     string
+	cur     atomic.Pointer[push.Hub]
+	holders int
+	load    context.Context
+}
+
+var (
+	hubRefsMu sync.Mutex
+	hubRefs   = map[hubRefKey]*hubRef{}
+)
+
+type hubRefKey struct {
+	load context.Context
+	name string
+}
+
+func (r *hubRef) hub() *push.Hub { return r.cur.Load() }
+
+// acquireHub merges p's hub settings into its load's ref for the hub name
+// and (re)acquires the hub they describe. The ref is returned even with an
+// error: the handler's Cleanup releases it.
+func acquireHub(ctx caddy.Context, p *Push) (*hubRef, error) {
+	k := hubRefKey{ctx.Context, p.Hub}
+	hubRefsMu.Lock()
+	r := hubRefs[k]
+	if r == nil {
+		r = &hubRef{name: p.Hub, load: ctx.Context}
+		hubRefs[k] = r
+	}
+	r.holders++
+	hubRefsMu.Unlock()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.merge(p); err != nil {
+		return r, err
+	}
+	opts := r.merged.hubOptions()
+	fp, _ := json.Marshal(struct {
+		O push.Options
+		B json.RawMessage
+	}{opts, r.merged.BrokerRaw})
+	key := string(fp)
+	if key == r.key {
+		return r, nil
+	}
+	var factory BrokerFactory
+	if r.merged.BrokerRaw != nil {
+		// LoadModule clears the raw field it loads: load from a copy so
+		// the merged settings keep the broker config.
+		tmp := Push{BrokerRaw: r.merged.BrokerRaw}
+		mod, err := ctx.LoadModule(&tmp, "BrokerRaw")
+		if err != nil {
+			return r, fmt.Errorf("websocket_push: loading broker: %w", err)
+		}
+		var ok bool
+		if factory, ok = mod.(BrokerFactory); !ok {
+			return r, fmt.Errorf("websocket_push: module %T is not a broker", mod)
+		}
+		r.merged.multiNode = mod.(caddy.Module).CaddyModule().ID != "websocket_push.brokers.memory"
+	}
+	hubLog := p.logger.Named("hub").With(zap.String("hub", p.Hub))
+	val, _, err := hubs.LoadOrNew(key, func() (caddy.Destructor, error) {
+		b, err := newBroker(factory, opts.History, hubLog)
+		if err != nil {
+			return nil, err
+		}
+		h, err := push.New(opts, b, hubMetrics(p.Hub), hubLog)
+		if err != nil {
+			_ = b.Close()
+			return nil, fmt.Errorf("starting broker: %w", err)
+		}
+		return hubEntry{h}, nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("websocket_push: hub %q: %w", p.Hub, err)
+	}
+	if r.key != "" {
+		_, _ = hubs.Delete(r.key)
+	}
+	r.key = key
+	r.cur.Store(val.(hubEntry).hub)
+	return r, nil
+}
+
+// merge adds p's explicit hub settings; a setting two handlers give
+// different values is an error.
+func (r *hubRef) merge(p *Push) error {
+	m := &r.merged
+	conflict := func(name string) error {
+		return fmt.Errorf("websocket_push: hub %q: %s is set differently on two handlers; set hub settings once", r.name, name)
+	}
+	ints := []struct {
+		name     string
+		dst, src *int
+	}{
+		{"queue_size", &m.QueueSize, &p.QueueSize},
+		{"max_connections", &m.MaxConnections, &p.MaxConnections},
+		{"max_connections_per_user", &m.MaxConnectionsPerUser, &p.MaxConnectionsPerUser},
+	}
+	for _, f := range ints {
+		if *f.src != 0 {
+			if *f.dst != 0 && *f.dst != *f.src {
+				return conflict(f.name)
+			}
+			*f.dst = *f.src
+		}
+	}
+	durs := []struct {
+		name     string
+		dst, src *caddy.Duration
+	}{
+		{"ping_interval", &m.PingInterval, &p.PingInterval},
+		{"pong_timeout", &m.PongTimeout, &p.PongTimeout},
+		{"write_timeout", &m.WriteTimeout, &p.WriteTimeout},
+	}
+	for _, f := range durs {
+		if *f.src != 0 {
+			if *f.dst != 0 && *f.dst != *f.src {
+				return conflict(f.name)
+			}
+			*f.dst = *f.src
+		}
+	}
+	if p.History != nil {
+		if m.History != nil && *m.History != *p.History {
+			return conflict("history")
+		}
+		h := *p.History
+		m.History = &h
+	}
+	if p.BrokerRaw != nil {
+		if m.BrokerRaw != nil && !bytes.Equal(m.BrokerRaw, p.BrokerRaw) {
+			return conflict("broker")
+		}
+		m.BrokerRaw = p.BrokerRaw
+	}
+	m.Hub = r.name
+	return nil
+}
+
+// release gives back the load's reference when its last handler cleans up.
+func (r *hubRef) release() error {
+	hubRefsMu.Lock()
+	r.holders--
+	last := r.holders == 0
+	if last {
+		delete(hubRefs, hubRefKey{r.load, r.name})
+	}
+	hubRefsMu.Unlock()
+	if !last {
+		return nil
+	}
+	r.mu.Lock()
+	key := r.key
+	r.key = ""
+	r.mu.Unlock()
+	if key == "" {
+		return nil
+	}
+	_, err := hubs.Delete(key)
+	return err
+}
+
+// multiNode reports whether the hub's broker reaches other nodes.
+func (r *hubRef) multiNode() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.merged.multiNode
+}
