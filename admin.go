@@ -132,7 +132,7 @@ func adminDrop(w http.ResponseWriter, r *http.Request) error {
 		Hub   string `json:"hub"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.User == "" {
-		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("want a JSON body with user (and optional event, hub): %v", err)}
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`want a JSON body {"user":"<id>"} (optional "event", "hub")`)}
 	}
 	hs, err := selectHubs(r, req.Hub)
 	if err != nil {

@@ -177,3 +177,8 @@ func waitGoroutines(t testing.TB, max int, within time.Duration) {
 func jsonDecode(r *http.Request, v any) error {
 	return json.NewDecoder(r.Body).Decode(v)
 }
+
+func readAllString(r io.Reader) string {
+	b, _ := io.ReadAll(r)
+	return string(b)
+}
