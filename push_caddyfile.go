@@ -283,8 +283,8 @@ func (p *Push) parseBroker(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	name := d.Val()
-	// The module's UnmarshalCaddyfile sees "<name> [args] { ... }".
-	d.Prev()
+	// The segment starts at the current token, so the module's
+	// UnmarshalCaddyfile sees "<name> [args] { ... }".
 	mod, err := caddyfile.UnmarshalModule(d, "websocket_push.brokers."+name)
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,11 +41,15 @@ func (s *sub) read() {
 		}
 		var f struct {
 			Type    string
-			Message int
+			Message json.RawMessage
 		}
 		if json.Unmarshal(b, &f) == nil && f.Type == "message" {
+			n, err := strconv.Atoi(string(f.Message))
+			if err != nil {
+				n = -1 // not a numbered message
+			}
 			s.mu.Lock()
-			s.got = append(s.got, f.Message)
+			s.got = append(s.got, n)
 			s.mu.Unlock()
 		}
 	}
@@ -92,6 +97,7 @@ func TestPushFanOutCorrectness(t *testing.T) {
 		hub fan
 		auth token_is_user
 		queue_size 20000
+		write_timeout 60s
 	}
 	websocket_push /push {
 		hub fan
@@ -190,7 +196,7 @@ func TestPushStalledClient(t *testing.T) {
 		hub stall
 		auth token_is_user
 		queue_size 16
-		write_timeout 20s
+		write_timeout 30s
 	}
 	websocket_push /push {
 		hub stall
@@ -219,18 +225,9 @@ func TestPushStalledClient(t *testing.T) {
 	defer closeSubs(others)
 
 	payload := strings.Repeat("x", 32<<10)
-	const n = 400
+	const n = 300
 	var slowest time.Duration
 	for i := 0; i < n; i++ {
-		start := time.Now()
-		mustPublish(t, tc.URL("/push"), "k", fmt.Sprintf(`{"event":"feed","message":%d,"pad":%q}`, i, payload))
-		if d := time.Since(start); d > slowest {
-			slowest = d
-		}
-	}
-	// The pad is ignored by the protocol, so make the frames big through
-	// the message instead for a second burst.
-	for i := n; i < 2*n; i++ {
 		start := time.Now()
 		st, b := postPush(t, tc.URL("/push"), "k", fmt.Sprintf(`{"event":"feed","message":{"n":%d,"pad":%q}}`, i, payload))
 		if st != 200 {
@@ -240,7 +237,9 @@ func TestPushStalledClient(t *testing.T) {
 			slowest = d
 		}
 	}
-	if slowest > time.Second {
+	// A publisher held up by the stalled client would wait for the write
+	// timeout (30s); CPU contention under -race stays far below that.
+	if slowest > 5*time.Second {
 		t.Fatalf("a publish took %v with a stalled subscriber", slowest)
 	}
 	for i, s := range others {

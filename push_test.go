@@ -3,6 +3,7 @@ package caddyws
 import (
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,33 @@ func TestPushClassicShapes(t *testing.T) {
 	}
 	if _, resp, err := pushDialer.Dial(tc.WSURL("/push"), nil); err == nil || resp == nil || resp.StatusCode != 403 {
 		t.Fatalf("subscribing on the publish route: %v %v", err, resp)
+	}
+}
+
+// TestPushClassicExample runs examples/classic.Caddyfile (ports swapped for
+// the harness's) with the classic client and backend shapes.
+func TestPushClassicExample(t *testing.T) {
+	src, err := os.ReadFile("examples/classic.Caddyfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(src)
+	i := strings.Index(s, ":8080 {")
+	if i < 0 {
+		t.Fatal("examples/classic.Caddyfile no longer serves :8080")
+	}
+	t.Setenv("PUSH_KEY", "example-key")
+	tc := startCaddy(t, "http://localhost:@HTTP@ {"+s[i+len(":8080 {"):])
+	c := dialPush(t, tc.WSURL("/ws"), nil)
+	sendJSON(t, c, `{"token":"42","event":"orders"}`)
+	expectType(t, c, "connected")
+	if st, _ := postPush(t, tc.URL("/push"), "", `{"userId":"42","event":"orders","message":"x"}`); st != 401 {
+		t.Fatalf("without the key: %d", st)
+	}
+	if n := mustPublish(t, tc.URL("/push"), "example-key", `{"userId":"42","event":"orders","message":"shipped"}`); n != 1 {
+		t.Fatalf("delivered %d", n)
+	}
+	if f := expectType(t, c, "message"); string(f.Message) != `"shipped"` {
+		t.Fatalf("%+v", f)
 	}
 }

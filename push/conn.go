@@ -133,7 +133,16 @@ func (c *Conn) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		c.queue = c.spare[:0]
+		if cut := batchCut(batch); cut < len(batch) {
+			// The rest waits for the next round: each write gets its own
+			// deadline, so a slow but live reader is not taken for dead.
+			rest := append(c.spare[:0], batch[cut:]...)
+			clear(batch[cut:])
+			batch = batch[:cut:cut]
+			c.queue = rest
+		} else {
+			c.queue = c.spare[:0]
+		}
 		c.spare = nil
 		c.mu.Unlock()
 
@@ -182,6 +191,25 @@ func (c *Conn) writeLoop() {
 		}
 		c.mu.Unlock()
 	}
+}
+
+// Bounds of one write: WriteTimeout then means "no progress for that
+// long", not "this much data in that long".
+const (
+	maxBatchFrames = 256
+	maxBatchBytes  = 256 << 10
+)
+
+// batchCut returns how many leading frames go into one write.
+func batchCut(q []item) int {
+	size := 0
+	for i := range q {
+		size += len(q[i].data)
+		if i > 0 && (i >= maxBatchFrames || size > maxBatchBytes) {
+			return i
+		}
+	}
+	return len(q)
 }
 
 // writeBatch writes frames with one syscall where the connection allows:

@@ -38,7 +38,7 @@ func (h *Hub) sweep() {
 			}
 			h.liveMu.Unlock()
 			for _, c := range batch {
-				if !c.expires.IsZero() && now.After(c.expires) && c.isRegistered() {
+				if c.expired(now) {
 					h.unregister(c)
 					c.closeWith(CloseUnauthorized, "token expired", false)
 					h.metrics.dropped("unauthorized")
@@ -49,4 +49,13 @@ func (h *Hub) sweep() {
 			clear(batch)
 		}
 	}
+}
+
+// expired reports whether a registered connection's identity has expired.
+// expires is written before the connection is registered (under hub.mu),
+// so reading it under hub.mu once registered is ordered after the write.
+func (c *Conn) expired(now time.Time) bool {
+	c.hub.mu.RLock()
+	defer c.hub.mu.RUnlock()
+	return c.registered && !c.expires.IsZero() && now.After(c.expires)
 }
