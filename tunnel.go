@@ -342,6 +342,7 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 		}
 		return
 	}
+	defer h.Release() // deferred first, so it runs after the session ended
 	tunnelsActive.Inc()
 	defer tunnelsActive.Dec()
 	s := tunnel.NewSession(ws, h.Reader, tunnel.Options{

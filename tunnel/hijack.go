@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 )
 
 // Hijacker is an http.ResponseWriter for gorilla's Upgrader.Upgrade that
@@ -37,8 +38,33 @@ func (h *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		early, _ := brw.Reader.Peek(n)
 		conn = &prefixConn{Conn: conn, prefix: append([]byte(nil), early...)}
 	}
-	h.Reader = bufio.NewReaderSize(conn, max(h.BufferSize, 4096))
+	size := max(h.BufferSize, 4096)
+	if v, ok := readerPool(size).Get().(*bufio.Reader); ok {
+		v.Reset(conn)
+		h.Reader = v
+	} else {
+		h.Reader = bufio.NewReaderSize(conn, size)
+	}
 	return conn, bufio.NewReadWriter(h.Reader, brw.Writer), nil
+}
+
+// Release returns the reader for reuse by a later connection; call it once
+// the WebSocket is closed and no goroutine reads from it any more. Reusing
+// it saves allocating and zeroing BufferSize bytes per connection.
+func (h *Hijacker) Release() {
+	if h.Reader == nil {
+		return
+	}
+	h.Reader.Reset(nil)
+	readerPool(h.Reader.Size()).Put(h.Reader)
+	h.Reader = nil
+}
+
+var readerPools sync.Map // size -> *sync.Pool of *bufio.Reader
+
+func readerPool(size int) *sync.Pool {
+	p, _ := readerPools.LoadOrStore(size, &sync.Pool{})
+	return p.(*sync.Pool)
 }
 
 // prefixConn reads prefix before the connection.
