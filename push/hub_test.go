@@ -174,3 +174,62 @@ func TestRecovery(t *testing.T) {
 		t.Fatalf("want error for a foreign stream, got %+v", f)
 	}
 }
+
+// expiring accepts any token for one user whose identity expires soon.
+type expiring struct{ d time.Duration }
+
+func (e expiring) Verify(_ context.Context, tok string) (auth.Identity, error) {
+	if tok == "bad" {
+		return auth.Identity{}, fmt.Errorf("no: %w", auth.ErrUnauthorized)
+	}
+	if tok == "down" {
+		return auth.Identity{}, fmt.Errorf("callback: %w", auth.ErrUnavailable)
+	}
+	return auth.Identity{User: tok, Expires: time.Now().Add(e.d)}, nil
+}
+
+// TestIdentityExpiryAndAuthErrors: an identity is closed with 4001 when it
+// expires (found by the keepalive sweep); refused and undecidable tokens
+// get 4001 and 1013.
+func TestIdentityExpiryAndAuthErrors(t *testing.T) {
+	h, err := New(Options{Name: "x", PingInterval: 400 * time.Millisecond}, memory.New(broker.History{}, nil), nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = h.Reserve()
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			h.Release()
+			return
+		}
+		go h.Serve(ws, Session{Verifier: expiring{700 * time.Millisecond}, MaxFrameSize: 4096,
+			AuthTimeout: time.Second, VerifyTimeout: time.Second})
+	}))
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	closeCode := func(c *websocket.Conn) int {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				if ce, ok := err.(*websocket.CloseError); ok {
+					return ce.Code
+				}
+				t.Fatalf("read: %v", err)
+			}
+		}
+	}
+	start := time.Now()
+	c := tdial(t, url, `{"token":"alice"}`)
+	if code := closeCode(c); code != CloseUnauthorized || time.Since(start) < 600*time.Millisecond {
+		t.Fatalf("expiry: close %d after %v", code, time.Since(start))
+	}
+	if code := closeCode(tdial(t, url, `{"token":"bad"}`)); code != CloseUnauthorized {
+		t.Fatalf("refused token: %d", code)
+	}
+	if code := closeCode(tdial(t, url, `{"token":"down"}`)); code != CloseTryAgainLater {
+		t.Fatalf("verifier down: %d", code)
+	}
+}
