@@ -9,6 +9,13 @@
 #   RUNS=3 bench/run-push.sh           # medians of 3
 #   CELLS="n1k-user n10k-anchor" bench/run-push.sh
 #   JSON=/tmp/push.jsonl bench/run-push.sh   # keep the raw results
+#   SERVERS=caddy bench/run-push.sh    # skip the reference server
+#
+# Each cell runs against websocket_push in Caddy ("caddy") and against the
+# tool's built-in reference server ("ref": the straightforward gorilla
+# server of the peers' figures, one reader + one writer goroutine per
+# connection), one after the other, so the two are compared on the same
+# machine under the same background load.
 #
 # Needs Go and about 20 000 file descriptors (raised here with ulimit).
 # Every run is bounded: the tool stops itself (-timeout), and so does
@@ -17,14 +24,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-1}
-CELLS=${CELLS:-"n1k-user n10k-user n10k-anchor n10k-user-500 n10k-event n10k-broadcast"}
+CELLS=${CELLS:-"n1k-user n1k-broadcast n10k-user n10k-anchor n10k-user-500 n10k-event n10k-broadcast"}
+SERVERS=${SERVERS:-"caddy ref"}
+REF_PORT=${BENCH_REF_PORT:-18090}
 HTTP_PORT=${BENCH_HTTP_PORT:-18080}
 ADMIN_PORT=${BENCH_ADMIN_PORT:-12019}
 
 out=$(mktemp -d /tmp/push-bench.XXXXXX)
 JSON=${JSON:-$out/results.jsonl}
 CADDY_PID=""
+REF_PID=""
 cleanup() {
+	if [[ -n $REF_PID ]]; then kill "$REF_PID" 2>/dev/null || true; wait "$REF_PID" 2>/dev/null || true; fi
 	if [[ -n $CADDY_PID ]]; then kill "$CADDY_PID" 2>/dev/null || true; wait "$CADDY_PID" 2>/dev/null || true; fi
 	rm -rf "$out"
 }
@@ -54,6 +65,25 @@ start_caddy() {
 	exit 1
 }
 
+start_ref() {
+	"$out/push-bench" -serve-reference "127.0.0.1:$REF_PORT" -timeout 600s 2>"$out/ref.log" &
+	REF_PID=$!
+	for _ in $(seq 1 100); do
+		# The reference answers a GET on /push with 400 once it listens.
+		if curl -s -o /dev/null "http://127.0.0.1:$REF_PORT/push" 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "reference server did not start:" >&2
+	cat "$out/ref.log" >&2
+	exit 1
+}
+
+stop_ref() {
+	kill "$REF_PID" 2>/dev/null || true
+	wait "$REF_PID" 2>/dev/null || true
+	REF_PID=""
+}
+
 stop_caddy() {
 	kill "$CADDY_PID" 2>/dev/null || true
 	wait "$CADDY_PID" 2>/dev/null || true
@@ -65,6 +95,7 @@ stop_caddy() {
 cell_flags() {
 	case $1 in
 	n1k-user) echo "-conns 1000 -target user -publishes 20000 -rate 0 -publishers 16" ;;
+	n1k-broadcast) echo "-conns 1000 -target broadcast -publishes 2000 -rate 0 -publishers 4" ;;
 	n10k-user) echo "-conns 10000 -target user -publishes 5000 -rate 0 -publishers 16" ;;
 	# The shape of the peers' figures in /work/shared/ANCHORS.md.
 	n10k-anchor) echo "-conns 10000 -target user -publishes 4000 -rate 2000 -publishers 32" ;;
@@ -80,16 +111,29 @@ status=0
 for run in $(seq 1 "$RUNS"); do
 	for c in $CELLS; do
 		flags=$(cell_flags "$c")
-		echo "== $c (run $run/$RUNS): $flags" >&2
-		start_caddy
-		# shellcheck disable=SC2086
-		if ! timeout 400 "$out/push-bench" -ws "ws://127.0.0.1:$HTTP_PORT/ws" -push "http://127.0.0.1:$HTTP_PORT/push" \
-			-admin "http://127.0.0.1:$ADMIN_PORT" -pid "$CADDY_PID" -label "$c" -json "$JSON" -timeout 300s $flags "$@" >&2; then
-			echo "== $c: run not clean (see above)" >&2
-			status=1
-		fi
-		stop_caddy
-		sleep 1 # let the TIME_WAIT of the last cell's sockets thin out
+		for server in $SERVERS; do
+			echo "== $c on $server (run $run/$RUNS): $flags" >&2
+			case $server in
+			caddy)
+				start_caddy
+				target=(-ws "ws://127.0.0.1:$HTTP_PORT/ws" -push "http://127.0.0.1:$HTTP_PORT/push"
+					-admin "http://127.0.0.1:$ADMIN_PORT" -pid "$CADDY_PID" -label "$c")
+				;;
+			ref)
+				start_ref
+				target=(-ws "ws://127.0.0.1:$REF_PORT/ws" -push "http://127.0.0.1:$REF_PORT/push"
+					-pid "$REF_PID" -label "$c (reference gorilla server)")
+				;;
+			*) echo "unknown server $server" >&2; exit 2 ;;
+			esac
+			# shellcheck disable=SC2086
+			if ! timeout 400 "$out/push-bench" "${target[@]}" -json "$JSON" -timeout 300s $flags "$@" >&2; then
+				echo "== $c on $server: run not clean (see above)" >&2
+				status=1
+			fi
+			if [[ $server == caddy ]]; then stop_caddy; else stop_ref; fi
+			sleep 1 # let the last cell's sockets in TIME_WAIT thin out
+		done
 	done
 done
 

@@ -57,6 +57,7 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 5*time.Minute, "the whole run stops by itself after this")
 	flag.StringVar(&c.label, "label", "", "label of this run in the output")
 	flag.StringVar(&c.jsonOut, "json", "", "append the result as one JSON line to this file")
+	refAddr := flag.String("serve-reference", "", "run the reference gorilla push server on this loopback address until -timeout, instead of a load")
 	report := flag.String("report", "", "print a markdown table (medians per label) of the JSON lines in this file, and exit")
 	flag.Parse()
 	if *report != "" {
@@ -71,6 +72,13 @@ func main() {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	if *refAddr != "" {
+		if err := serveReference(ctx, *refAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "push bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	res, err := run(ctx, c)
 	if res != nil {
 		res.print(os.Stdout)

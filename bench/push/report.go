@@ -55,13 +55,17 @@ func printReport(w io.Writer, path string) error {
 		for _, r := range rs {
 			lost += r.Lost
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %.1f | %.1f | %.1f (%.1f, %.1f) | %d | %d | %.1f |\n",
+		mem := fmt.Sprintf("%.1f (%.1f, %.1f)", med(func(r result) float64 { return r.RSSPerConnKiB }),
+			med(func(r result) float64 { return r.HeapPerConnKiB }), med(func(r result) float64 { return r.StackPerConnKiB }))
+		if rs[0].HeapPerConnKiB == 0 && rs[0].StackPerConnKiB == 0 {
+			mem = fmt.Sprintf("%.1f", med(func(r result) float64 { return r.RSSPerConnKiB }))
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %.1f | %.1f | %s | %d | %d | %.1f |\n",
 			label, rs[0].Conns, rs[0].Target, rateStr(rs[0].OfferedRate), med(func(r result) float64 { return r.PublishRate }),
 			med(func(r result) float64 { return r.DeliveriesPerSec }),
 			med(func(r result) float64 { return r.P50ms }), med(func(r result) float64 { return r.P99ms }),
 			med(func(r result) float64 { return r.ServerCPUusPerDelivery }), med(func(r result) float64 { return r.ToolCPUusPerDelivery }),
-			med(func(r result) float64 { return r.RSSPerConnKiB }), med(func(r result) float64 { return r.HeapPerConnKiB }),
-			med(func(r result) float64 { return r.StackPerConnKiB }), lost, len(rs), med(func(r result) float64 { return r.Load1 }))
+			mem, lost, len(rs), med(func(r result) float64 { return r.Load1 }))
 	}
 	return nil
 }
