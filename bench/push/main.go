@@ -21,12 +21,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 )
 
 type config struct {
 	ws, admin, secret, label, jsonOut string
+	cpuProfile                        string
 	pid, conns, srcIPs, dialPar       int
 	idle, timeout, drain              time.Duration
 	plan                              publishPlan
@@ -57,6 +59,7 @@ func main() {
 	flag.DurationVar(&c.timeout, "timeout", 5*time.Minute, "the whole run stops by itself after this")
 	flag.StringVar(&c.label, "label", "", "label of this run in the output")
 	flag.StringVar(&c.jsonOut, "json", "", "append the result as one JSON line to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write the tool's own CPU profile of the publish phase to this file")
 	refAddr := flag.String("serve-reference", "", "run the reference gorilla push server on this loopback address until -timeout, instead of a load")
 	report := flag.String("report", "", "print a markdown table (medians per label) of the JSON lines in this file, and exit")
 	flag.Parse()
@@ -79,6 +82,7 @@ func main() {
 		}
 		return
 	}
+	c.cpuProfile = *cpuProfile
 	res, err := run(ctx, c)
 	if res != nil {
 		res.print(os.Stdout)
@@ -157,6 +161,17 @@ func run(ctx context.Context, c config) (*result, error) {
 		r.RSSBaseMiB, r.RSSIdleMiB, r.RSSPerConnKiB, r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPerConn)
 
 	logf("publishing %d (%s) at %v/s with %d publishers...", c.plan.count, c.plan.target, rateStr(c.plan.rate), c.plan.workers)
+	if c.cpuProfile != "" {
+		pf, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	srvCPU0, _ := procCPU(c.pid)
 	toolCPU0 := selfCPU()
 	pr := runPublishers(ctx, &c.plan)
