@@ -114,6 +114,24 @@ func TestDemoShowsBothDirectivesWorking(t *testing.T) {
 	}
 	b.poll(10*time.Second, feedHas("feed", "from a backend"), describe)
 
+	// "Go offline for 5 s", publish meanwhile: the message reaches the
+	// proxied feed at once, and this tab's feed after it reconnects, through
+	// recovery from history, exactly once.
+	if err := b.run(10*time.Second, chromedp.Click(chromedp.CSS("#push-offline"))); err != nil {
+		t.Fatalf("clicking offline: %v", err)
+	}
+	b.poll(5*time.Second, `document.getElementById('push-status').textContent.startsWith('offline')`, describe)
+	if code, body := post("/push/publish", "", "caddyws-demo-key", `{"event":"demo","message":"while offline"}`); code != 200 {
+		t.Fatalf("backend publish: %d %s", code, body)
+	}
+	b.poll(5*time.Second, feedHas("proxy-feed", "while offline"), describe)
+	if ok, _ := eval[bool](b, 5*time.Second, feedHas("feed", "while offline")); ok {
+		t.Fatal("the offline tab received a message while offline: the test did not test recovery")
+	}
+	b.poll(15*time.Second, feedHas("feed", "while offline"), describe)
+	b.poll(5*time.Second, feedHas("feed", "recovered event:demo"), describe)
+	b.poll(5*time.Second, `Array.from(document.querySelectorAll('#feed li .text'), e => e.textContent).filter(s => s === 'while offline').length === 1`, describe)
+
 	// Publishing stays closed to everyone else.
 	if code, body := post("/push/publish", "", "", `{"event":"demo","message":"no key"}`); code != http.StatusUnauthorized {
 		t.Errorf("publish without the key: %d %s, want 401", code, body)

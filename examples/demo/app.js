@@ -80,7 +80,26 @@ push.on('error', (e) => {
 push.connect();
 setBadge($('push-status'), 'connecting');
 
-$('push-reconnect').addEventListener('click', () => push.reconnect());
+// Recovery, by hand: disconnect, let the user publish from the form (plain
+// HTTP, still works), reconnect. The client sends its last position and the
+// server replays what this tab missed, exactly once, before live messages.
+$('push-offline').addEventListener('click', () => {
+  const btn = $('push-offline');
+  btn.disabled = true;
+  push.close(1000, 'going offline');
+  let left = 5;
+  const tick = () => {
+    if (left === 0) {
+      btn.disabled = false;
+      push.connect();
+      return;
+    }
+    setBadge($('push-status'), 'waiting', `offline ${left} s: publish something now`);
+    left--;
+    setTimeout(tick, 1000);
+  };
+  tick();
+});
 
 // publishText posts to this site's form route (see Caddyfile.example for how it is guarded).
 async function publishText(text, { quiet = false } = {}) {
