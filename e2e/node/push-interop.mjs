@@ -160,8 +160,8 @@ async function client() {
     WebSocket: NodeWebSocket,
     token: async () => { tokenCalls++; return 'bob-token'; },
     events: ['news'],
-    // A fixed 1 s pause before reconnecting, so the test publishes inside the gap.
-    backoff: { base: 2000, max: 2000 },
+    // A fixed 2 s pause before reconnecting, so the test publishes inside the gap.
+    backoff: { base: 4000, max: 4000 },
     random: () => 0.5,
   });
   push.on('news', (msg, meta) => seen.push([msg, meta.offset]));
@@ -192,6 +192,7 @@ async function client() {
   await withTimeout(d, 10000, 'disconnected');
   await publish({ userId: 'bob', event: 'news', message: 'c2' });
   await publish({ userId: 'bob', event: 'news', message: 'c3' });
+  assert.equal(lifecycle.length, 2, `reconnected before the gap's messages were published: the test did not test recovery (${JSON.stringify(lifecycle)})`);
   await withTimeout(c, 10000, 'reconnected');
   await publish({ userId: 'bob', event: 'news', message: 'c4' });
   await until(() => seen.length >= 4, 'c2..c4');
