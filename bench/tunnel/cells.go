@@ -159,39 +159,24 @@ type rttResult struct {
 }
 
 // roundTrips sends one size-byte message at a time and times its full echo.
+// It spreads dur over rttConns connections in turn: on a small VM the
+// latency of one connection can sit in one of two modes for its whole life
+// (which CPUs its threads wake on), and one connection would report a coin
+// toss.
 func roundTrips(ctx context.Context, t target, size int, dur time.Duration) (rttResult, error) {
 	var res rttResult
-	s, err := dial(ctx, t)
-	if err != nil {
-		return res, err
-	}
-	defer s.Close()
+	var samples []time.Duration
 	pat := newPattern(7)
 	buf := make([]byte, size)
-	var off int64
-	const warmup = 50
-	var samples []time.Duration
-	end := time.Now().Add(dur)
-	for i := 0; i < 200000 && (i < warmup || time.Now().Before(end)); i++ {
-		_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
-		t0 := time.Now()
-		if err := s.WriteMsg(pat.at(off, size)); err != nil {
-			return res, fmt.Errorf("writing: %w", err)
-		}
-		for got := 0; got < size; {
-			n, err := s.Read(buf[got:])
-			got += n
-			if err != nil && got < size {
-				return res, fmt.Errorf("reading echo: %w", err)
-			}
-		}
-		d := time.Since(t0)
-		if err := pat.verify(off, buf); err != nil {
+	for k := 0; k < rttConns; k++ {
+		s, err := dial(ctx, t)
+		if err != nil {
 			return res, err
 		}
-		off += int64(size)
-		if i >= warmup {
-			samples = append(samples, d)
+		samples, err = roundTripsOn(s, pat, buf, dur/rttConns, samples)
+		s.Close()
+		if err != nil {
+			return res, err
 		}
 	}
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
@@ -201,49 +186,110 @@ func roundTrips(ctx context.Context, t target, size int, dur time.Duration) (rtt
 	return res, nil
 }
 
-// connsPerSec opens a connection, echoes 16 bytes, and closes it cleanly
-// (waiting for the peer's own close), one after another for dur.
-func connsPerSec(ctx context.Context, t target, dur time.Duration) (float64, error) {
-	pat := newPattern(11)
-	buf := make([]byte, 16)
-	start := time.Now()
-	n := 0
-	for time.Since(start) < dur {
-		s, err := dial(ctx, t)
-		if err != nil {
-			return 0, fmt.Errorf("connection %d: %w", n, err)
+const rttConns = 4
+
+func roundTripsOn(s stream, pat *pattern, buf []byte, dur time.Duration, samples []time.Duration) ([]time.Duration, error) {
+	size := len(buf)
+	var off int64
+	const warmup = 50
+	end := time.Now().Add(dur)
+	for i := 0; i < 200000 && (i < warmup || time.Now().Before(end)); i++ {
+		_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		t0 := time.Now()
+		if err := s.WriteMsg(pat.at(off, size)); err != nil {
+			return samples, fmt.Errorf("writing: %w", err)
 		}
-		off := int64(n * 16)
-		deadline := time.Now().Add(5 * time.Second)
-		_ = s.SetReadDeadline(deadline)
-		err = s.WriteMsg(pat.at(off, 16))
-		for got := 0; err == nil && got < 16; {
-			var k int
-			k, err = s.Read(buf[got:])
-			got += k
-			if got == 16 {
-				err = nil
+		for got := 0; got < size; {
+			n, err := s.Read(buf[got:])
+			got += n
+			if err != nil && got < size {
+				return samples, fmt.Errorf("reading echo: %w", err)
 			}
 		}
-		if err == nil {
-			err = pat.verify(off, buf)
+		d := time.Since(t0)
+		if err := pat.verify(off, buf); err != nil {
+			return samples, err
 		}
-		if err == nil {
-			err = s.Shutdown(deadline)
+		off += int64(size)
+		if i >= warmup {
+			samples = append(samples, d)
 		}
-		if err != nil {
-			s.Close()
-			return 0, fmt.Errorf("connection %d: %w", n, err)
-		}
-		n++
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return samples, nil
+}
+
+// connsPerSec runs par loops that each open a connection, echo 16 bytes,
+// and close it cleanly (waiting for the peer's own close), for dur. With
+// par 1 it measures the latency of a whole connection's life; with more, how
+// many the proxy can set up and tear down per second.
+func connsPerSec(ctx context.Context, t target, dur time.Duration, par int) (rate float64, count int, err error) {
+	pat := newPattern(11)
+	start := time.Now()
+	var mu sync.Mutex
+	total := 0
+	var firstErr error
+	var wg sync.WaitGroup
+	for w := 0; w < par; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 16)
+			for n := 0; time.Since(start) < dur && ctx.Err() == nil; n++ {
+				if err := oneConn(ctx, t, pat, int64((n*par+w)*16), buf); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("connection %d of loop %d: %w", n, w, err)
+					}
+					mu.Unlock()
+					return
+				}
+				mu.Lock()
+				total++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, total, firstErr
+	}
+	return float64(total) / time.Since(start).Seconds(), total, nil
+}
+
+func oneConn(ctx context.Context, t target, pat *pattern, off int64, buf []byte) error {
+	s, err := dial(ctx, t)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	_ = s.SetReadDeadline(deadline)
+	err = s.WriteMsg(pat.at(off, 16))
+	for got := 0; err == nil && got < 16; {
+		var k int
+		k, err = s.Read(buf[got:])
+		got += k
+		if got == 16 {
+			err = nil
+		}
+	}
+	if err == nil {
+		err = pat.verify(off, buf)
+	}
+	if err == nil {
+		err = s.Shutdown(deadline)
+	}
+	if err != nil {
+		s.Close()
+	}
+	return err
 }
 
 type floodResult struct {
-	PeakRSS  int64 // highest RSS of the proxy's process tree, bytes
-	Accepted int64 // bytes the proxy took in while the client did not read
-	Drained  bool  // every byte came back, verified
+	BaseRSS      int64 // RSS of the proxy's process tree when the flood starts, bytes
+	PeakRSS      int64 // highest RSS of the proxy's process tree, bytes
+	Accepted     int64 // bytes the proxy took in while the client did not read
+	AcceptedHalf int64 // ... by half-time: with backpressure, Accepted is no more
+	Drained      bool  // every byte came back, verified
 }
 
 // flood writes 1 KiB messages flat out for dur while not reading at all, so
@@ -257,6 +303,7 @@ func flood(ctx context.Context, t target, dur time.Duration, maxBytes int64, pr 
 	}
 	defer s.Close()
 	pr.resetPeak()
+	res.BaseRSS = pr.read().RSS
 	smp := startSampler(pr, 20*time.Millisecond)
 	pat := newPattern(13)
 	er := &echoReader{s: s, pat: pat}
@@ -279,10 +326,17 @@ func flood(ctx context.Context, t target, dur time.Duration, maxBytes int64, pr 
 		er.finish(off)
 		werr <- nil
 	}()
-	select {
-	case <-time.After(time.Until(end)):
-	case <-ctx.Done():
-		return res, ctx.Err()
+	for _, at := range []time.Time{end.Add(-dur / 2), end} {
+		select {
+		case <-time.After(time.Until(at)):
+		case <-ctx.Done():
+			return res, ctx.Err()
+		}
+		if at != end {
+			mu.Lock()
+			res.AcceptedHalf = written
+			mu.Unlock()
+		}
 	}
 	mu.Lock()
 	res.Accepted = written

@@ -5,6 +5,7 @@
 //	go run ./bench/tunnel compare -caddy /tmp/x/caddy -runs 3
 //	go run ./bench/tunnel run -target ws://127.0.0.1:8080/ -cells tput
 //	go run ./bench/tunnel echo -listen 127.0.0.1:9000
+//	go run ./bench/tunnel relay -upstream 127.0.0.1:9000 [-pool-reader] [-dial-early]
 //
 // Every cell is bounded in time and bytes and stops by itself; every echoed
 // byte is compared with what was sent.
@@ -37,6 +38,8 @@ func main() {
 		err = runEcho(*addr)
 	case "run":
 		err = cmdRun(ctx, os.Args[2:])
+	case "relay":
+		err = runRelay(os.Args[2:])
 	case "compare":
 		err = cmdCompare(ctx, os.Args[2:])
 	default:
@@ -49,7 +52,7 @@ func main() {
 }
 
 func printUsage() {
-	fmt.Fprintln(os.Stderr, "usage: tunnel echo|run|compare [flags]  (-h after a subcommand lists its flags)")
+	fmt.Fprintln(os.Stderr, "usage: tunnel echo|relay|run|compare [flags]  (-h after a subcommand lists its flags)")
 	os.Exit(2)
 }
 
@@ -58,8 +61,9 @@ func benchFlags(fs *flag.FlagSet) *benchConfig {
 	fs.DurationVar(&c.dur, "dur", 3*time.Second, "duration of each throughput cell")
 	fs.DurationVar(&c.rttDur, "rtt-dur", 2*time.Second, "duration of each latency cell")
 	fs.DurationVar(&c.connDur, "conn-dur", 2*time.Second, "duration of the connections/s cell")
-	fs.DurationVar(&c.floodDur, "flood-dur", 2*time.Second, "how long the flood writes without reading")
+	fs.DurationVar(&c.floodDur, "flood-dur", 4*time.Second, "how long the flood writes without reading")
 	fs.Int64Var(&c.floodMax, "flood-max", 256<<20, "most bytes the flood writes")
+	fs.StringVar(&c.cells, "cells", "", "comma-separated subset of tput,rtt,conns,flood (default: all)")
 	return c
 }
 
@@ -89,6 +93,7 @@ func cmdCompare(ctx context.Context, args []string) error {
 	runs := fs.Int("runs", 3, "runs; the table shows medians")
 	only := fs.String("only", "", "comma-separated peers to include (socat,websockify,caddyws); direct TCP always runs")
 	jsonOut := fs.String("json", "", "also write every run's figures to this file")
+	relays := fs.String("relay", "", `extra peers: our engine without Caddy, as "name:flags;name2:flags" (e.g. "engine:;engine+pool:-pool-reader")`)
 	cfg := benchFlags(fs)
 	_ = fs.Parse(args)
 
@@ -105,6 +110,11 @@ func cmdCompare(ctx context.Context, args []string) error {
 		}
 		pc.caddyfile = string(b)
 	}
+	for _, v := range strings.Split(*relays, ";") {
+		if name, flags, ok := strings.Cut(v, ":"); ok && name != "" {
+			pc.relays = append(pc.relays, relayVariant{name: name, flags: strings.Fields(flags)})
+		}
+	}
 	for _, n := range strings.Split(*only, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			pc.only[n] = true
@@ -117,21 +127,28 @@ func cmdCompare(ctx context.Context, args []string) error {
 	}
 	printEnv(os.Stderr)
 	res := results{}
+	// Cell by cell, every peer in turn: load from elsewhere on a shared
+	// machine then falls on all peers of a cell alike.
 	for run := 1; run <= *runs; run++ {
 		fmt.Fprintf(os.Stderr, "run %d/%d\n", run, *runs)
-		for _, p := range peers {
-			out := map[string]float64{}
-			if err := runCells(ctx, p, *cfg, out, os.Stderr); err != nil {
-				return err
+		for _, c := range cells {
+			if !cfg.want(c.group) {
+				continue
 			}
-			if res[p.Name] == nil {
-				res[p.Name] = map[string][]float64{}
-			}
-			for k, v := range out {
-				res[p.Name][k] = append(res[p.Name][k], v)
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
+			for _, p := range peers {
+				out := map[string]float64{}
+				if err := c.run(ctx, p, *cfg, out, os.Stderr); err != nil {
+					return err
+				}
+				if res[p.Name] == nil {
+					res[p.Name] = map[string][]float64{}
+				}
+				for k, v := range out {
+					res[p.Name][k] = append(res[p.Name][k], v)
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
 			}
 		}
 	}

@@ -94,12 +94,22 @@ func waitListening(addr string, exited <-chan struct{}, d time.Duration) error {
 
 // startEcho runs this binary's echo mode as its own process, so the
 // upstream's CPU is neither the proxy's nor the load generator's.
-func startEcho(dir string) (*peer, string, error) {
+func startEcho() (*peer, string, error) {
+	p, addr, err := startSelf(false, "echo", "-listen", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("starting echo server: %w", err)
+	}
+	p.target = target{Name: "direct TCP", URL: "tcp://" + addr}
+	return p, addr, nil
+}
+
+// startSelf runs this binary with args; it prints its address first.
+func startSelf(proxy bool, args ...string) (*peer, string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.Command(self, "echo", "-listen", "127.0.0.1:0")
+	cmd := exec.Command(self, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -107,17 +117,15 @@ func startEcho(dir string) (*peer, string, error) {
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("starting echo server: %w", err)
+		return nil, "", err
 	}
-	p := newPeer(target{}, cmd, false)
+	p := newPeer(target{}, cmd, proxy)
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		p.stop()
-		return nil, "", fmt.Errorf("reading echo server address: %w", err)
+		return nil, "", fmt.Errorf("reading the address of %s: %w", args[0], err)
 	}
-	addr := strings.TrimSpace(line)
-	p.target = target{Name: "direct TCP", URL: "tcp://" + addr}
-	return p, addr, nil
+	return p, strings.TrimSpace(line), nil
 }
 
 // caddyfileTemplate is the site our tunnel is measured with; {upstream},
@@ -141,6 +149,14 @@ type peerConfig struct {
 	caddy     string // path to the built cmd/caddy; "" leaves our tunnel out
 	caddyfile string // template overriding caddyfileTemplate
 	only      map[string]bool
+	// relays are extra peers: our engine without Caddy ("relay" mode),
+	// name -> extra flags (prototypes).
+	relays []relayVariant
+}
+
+type relayVariant struct {
+	name  string
+	flags []string
 }
 
 // startPeers starts the echo upstream and every proxy in front of it. The
@@ -152,7 +168,7 @@ func startPeers(ctx context.Context, cfg peerConfig) ([]*peer, func(), error) {
 			peers[i].stop()
 		}
 	}
-	echo, up, err := startEcho(cfg.dir)
+	echo, up, err := startEcho()
 	if err != nil {
 		return nil, cleanup, err
 	}
@@ -203,6 +219,18 @@ func startPeers(ctx context.Context, cfg peerConfig) ([]*peer, func(), error) {
 			_ = os.WriteFile(path, []byte(r.Replace(tpl)), 0o644)
 			return cfg.caddy, []string{"run", "--config", path, "--adapter", "caddyfile"}
 		})
+	}
+	for _, v := range cfg.relays {
+		if err != nil {
+			break
+		}
+		var p *peer
+		var addr string
+		p, addr, err = startSelf(true, append([]string{"relay", "-listen", "127.0.0.1:0", "-upstream", up}, v.flags...)...)
+		if err == nil {
+			p.target = target{Name: v.name, URL: "ws://" + addr + "/"}
+			peers = append(peers, p)
+		}
 	}
 	if err != nil {
 		cleanup()
