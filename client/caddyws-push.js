@@ -74,6 +74,9 @@ export function backoffDelay(attempt, { base = 500, max = 30000, factor = 2 } = 
  *   WebSocket  the constructor to use. Default: globalThis.WebSocket.
  *   random     a () => [0,1) source for the jitter. Default: Math.random.
  *   setTimeout/clearTimeout  timer functions (tests). Default: the global ones.
+ *   network    an EventTarget firing 'online' (the browser's window): a client waiting
+ *              to reconnect tries at once when the network comes back. Default:
+ *              globalThis when it is an EventTarget (browsers), else none.
  */
 export class PushClient {
   constructor(url, options = {}) {
@@ -105,6 +108,16 @@ export class PushClient {
     this._unauthorizedInARow = 0;
     this._stopped = true;
     this._generation = 0; // invalidates callbacks of sockets we gave up on
+    this._network = options.network !== undefined ? options.network
+      : (typeof globalThis.addEventListener === 'function' ? globalThis : null);
+    this._onOnline = () => {
+      // Back online: skip the rest of the back-off.
+      if (this.state === 'waiting' && this._timer !== null) {
+        this._clearTimeout(this._timer);
+        this._timer = null;
+        this._open();
+      }
+    };
     this.state = 'idle'; // idle | connecting | open | waiting | closed
     this.user = undefined;
   }
@@ -128,6 +141,7 @@ export class PushClient {
     this._stopped = false;
     this._attempt = 0;
     this._unauthorizedInARow = 0;
+    this._network?.addEventListener('online', this._onOnline);
     this._open();
     return this;
   }
@@ -135,6 +149,7 @@ export class PushClient {
   /** close stops for good (no reconnect) with a normal closure. */
   close(code = 1000, reason = 'client closed') {
     this._stopped = true;
+    this._network?.removeEventListener('online', this._onOnline);
     this._generation++;
     if (this._timer !== null) this._clearTimeout(this._timer);
     this._timer = null;
@@ -349,7 +364,10 @@ export class PushClient {
       ? (unauthorized && this._unauthorizedInARow === 1 ? 0 : backoffDelay(this._attempt, this._backoff, this._random))
       : undefined;
     this.state = willReconnect ? 'waiting' : 'closed';
-    if (!willReconnect) this._stopped = true;
+    if (!willReconnect) {
+      this._stopped = true;
+      this._network?.removeEventListener('online', this._onOnline);
+    }
     this._emit('disconnected', code, reason, { willReconnect, delay, fatal: FATAL_CLOSE_CODES[code] });
     if (!willReconnect || this._stopped) return;
     this._attempt++;

@@ -354,3 +354,27 @@ test('reconnect() replaces the socket at once and keeps positions', async () => 
   assert.deepEqual(sock().sent[0].recover, { 'event:news': { offset: 5, epoch: 'e1' } });
   assert.deepEqual(disc, [[1000, true]]);
 });
+
+test("the network's 'online' event skips the rest of the back-off", async () => {
+  const network = new EventTarget();
+  const { c, timers, sock } = newClient({ network, backoff: { base: 60000, max: 60000 } });
+  c.connect();
+  await tick();
+  sock().open();
+  sock().frame({ type: 'connected' });
+  sock().drop(1006);
+  assert.equal(timers.pending.length, 1);
+  network.dispatchEvent(new Event('online'));
+  await tick();
+  assert.equal(timers.pending.length, 0, 'the back-off timer was cancelled');
+  assert.equal(FakeSocket.all.length, 2, 'reconnected at once');
+  // Connected clients ignore it, and a closed client no longer listens.
+  network.dispatchEvent(new Event('online'));
+  await tick();
+  assert.equal(FakeSocket.all.length, 2);
+  c.close();
+  sock().drop(1006);
+  network.dispatchEvent(new Event('online'));
+  await tick();
+  assert.equal(FakeSocket.all.length, 2);
+});
