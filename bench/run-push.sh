@@ -26,9 +26,21 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-1}
 CELLS=${CELLS:-"n1k-user n1k-broadcast n10k-user n10k-anchor n10k-user-500 n10k-event n10k-broadcast"}
 SERVERS=${SERVERS:-"caddy ref"}
-REF_PORT=${BENCH_REF_PORT:-18090}
-HTTP_PORT=${BENCH_HTTP_PORT:-18080}
-ADMIN_PORT=${BENCH_ADMIN_PORT:-12019}
+# Random free loopback ports unless given: Caddy listens with SO_REUSEPORT,
+# so a second Caddy on a fixed port (another run of this script, say) would
+# silently share the connections.
+free_port() {
+	local p
+	for _ in $(seq 1 50); do
+		p=$((20000 + RANDOM % 20000))
+		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
+	done
+	echo "run-push.sh: no free port found" >&2
+	return 1
+}
+HTTP_PORT=${BENCH_HTTP_PORT:-$(free_port)}
+ADMIN_PORT=${BENCH_ADMIN_PORT:-$(free_port)}
+REF_PORT=${BENCH_REF_PORT:-$(free_port)}
 
 out=$(mktemp -d /tmp/push-bench.XXXXXX)
 JSON=${JSON:-$out/results.jsonl}
@@ -56,7 +68,15 @@ start_caddy() {
 	"$out/caddy" run --config bench/push.Caddyfile --adapter caddyfile >"$out/caddy.log" 2>&1 &
 	CADDY_PID=$!
 	for _ in $(seq 1 100); do
-		if curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/config/" 2>/dev/null; then return 0; fi
+		if curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/config/" 2>/dev/null; then
+			local others
+			others=$(ss -Hltnp "sport = :$HTTP_PORT" | grep -v "pid=$CADDY_PID," || true)
+			if [[ -n $others ]]; then
+				echo "run-push.sh: another process also listens on :$HTTP_PORT: $others" >&2
+				exit 1
+			fi
+			return 0
+		fi
 		if ! kill -0 "$CADDY_PID" 2>/dev/null; then break; fi
 		sleep 0.1
 	done

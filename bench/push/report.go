@@ -36,10 +36,22 @@ func printReport(w io.Writer, path string) error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "| cell | N | target | publishes offered/achieved per s | deliveries/s | p50 / p99 ms | server µs/delivery | tool µs/delivery | RSS KiB/idle conn (heap, stack) | lost | runs | load1 |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| cell | N | target | publishes offered/achieved per s | deliveries/s | p50 / p99 ms | server µs/delivery | tool µs/delivery | RSS KiB/idle conn (heap, stack) | clean runs | load1 |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, label := range order {
-		rs := runs[label]
+		// Medians over clean runs only (nothing lost, no failed publish,
+		// no connection closed under the load); the others are counted.
+		var rs []result
+		for _, r := range runs[label] {
+			if r.Lost == 0 && r.Failed == 0 && len(r.UnexpectedCloses) == 0 && r.PublishError == "" {
+				rs = append(rs, r)
+			}
+		}
+		unclean := len(runs[label]) - len(rs)
+		if len(rs) == 0 {
+			fmt.Fprintf(w, "| %s | no clean run (%d unclean) |\n", label, unclean)
+			continue
+		}
 		med := func(get func(r result) float64) float64 {
 			v := make([]float64, len(rs))
 			for i, r := range rs {
@@ -51,21 +63,17 @@ func printReport(w io.Writer, path string) error {
 			}
 			return (v[len(v)/2-1] + v[len(v)/2]) / 2
 		}
-		var lost int64
-		for _, r := range rs {
-			lost += r.Lost
-		}
 		mem := fmt.Sprintf("%.1f (%.1f, %.1f)", med(func(r result) float64 { return r.RSSPerConnKiB }),
 			med(func(r result) float64 { return r.HeapPerConnKiB }), med(func(r result) float64 { return r.StackPerConnKiB }))
 		if rs[0].HeapPerConnKiB == 0 && rs[0].StackPerConnKiB == 0 {
 			mem = fmt.Sprintf("%.1f", med(func(r result) float64 { return r.RSSPerConnKiB }))
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %.1f | %.1f | %s | %d | %d | %.1f |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %.1f | %.1f | %s | %d/%d | %.1f |\n",
 			label, rs[0].Conns, rs[0].Target, rateStr(rs[0].OfferedRate), med(func(r result) float64 { return r.PublishRate }),
 			med(func(r result) float64 { return r.DeliveriesPerSec }),
 			med(func(r result) float64 { return r.P50ms }), med(func(r result) float64 { return r.P99ms }),
 			med(func(r result) float64 { return r.ServerCPUusPerDelivery }), med(func(r result) float64 { return r.ToolCPUusPerDelivery }),
-			mem, lost, len(rs), med(func(r result) float64 { return r.Load1 }))
+			mem, len(rs), len(rs)+unclean, med(func(r result) float64 { return r.Load1 }))
 	}
 	return nil
 }
