@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -68,8 +69,8 @@ func (s *syncBuffer) String() string {
 // answers and stops Caddy when the test ends.
 func startCaddy(t *testing.T, sites string, vars map[string]string) *caddyProc {
 	t.Helper()
-	cp := newCaddyProc(t)
-	return cp.run(cp.Expand(`{
+	return launchCaddy(t, func(cp *caddyProc) string {
+		return cp.Expand(`{
 	admin 127.0.0.1:@ADMIN@
 	persist_config off
 	http_port @HTTP@
@@ -82,25 +83,49 @@ func startCaddy(t *testing.T, sites string, vars map[string]string) *caddyProc {
 		protocols h1 h2
 	}
 }
-`+sites, vars))
+`+sites, vars)
+	})
 }
 
-// newCaddyProc picks the ports and storage of a Caddy to run.
-func newCaddyProc(t *testing.T) *caddyProc {
-	return &caddyProc{
-		t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t),
-		Storage: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{}),
+// errPortTaken: a port that freePort found free was taken before Caddy bound
+// it (other tests open thousands of loopback connections).
+var errPortTaken = errors.New("a port was taken before caddy could bind it")
+
+// launchCaddy picks ports, builds the complete Caddyfile for them, runs Caddy
+// and waits until it serves HTTPS on cp.HTTPSPort; it tries again with other
+// ports when one was taken meanwhile.
+func launchCaddy(t *testing.T, build func(cp *caddyProc) string) *caddyProc {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		cp := &caddyProc{
+			t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t),
+			Storage: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{}),
+		}
+		cfg := build(cp)
+		err := cp.run(cfg)
+		if err == nil {
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("caddy config:\n%s\ncaddy log (tail):\n%s", cfg, tail(cp.log.String(), 6000))
+				}
+			})
+			return cp
+		}
+		if errors.Is(err, errPortTaken) && attempt < 3 {
+			t.Logf("caddy: %v; retrying with other ports", err)
+			continue
+		}
+		t.Fatalf("%v\ncaddy config:\n%s\ncaddy log (tail):\n%s", err, cfg, tail(cp.log.String(), 6000))
 	}
 }
 
 // run starts Caddy with a complete Caddyfile and waits until it serves HTTPS
 // on cp.HTTPSPort.
-func (cp *caddyProc) run(cfg string) *caddyProc {
+func (cp *caddyProc) run(cfg string) error {
 	t := cp.t
-	t.Helper()
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cp.cmd = exec.Command(caddyBin, "run", "--config", file, "--adapter", "caddyfile")
 	cp.cmd.Dir = repoRoot
@@ -110,17 +135,11 @@ func (cp *caddyProc) run(cfg string) *caddyProc {
 	cp.cmd.Stdout, cp.cmd.Stderr = cp.log, cp.log
 	cp.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cp.cmd.Start(); err != nil {
-		t.Fatalf("starting caddy: %v", err)
+		return fmt.Errorf("starting caddy: %w", err)
 	}
 	go func() { _ = cp.cmd.Wait(); close(cp.done) }()
 	t.Cleanup(cp.stop)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("caddy config:\n%s\ncaddy log (tail):\n%s", cfg, tail(cp.log.String(), 6000))
-		}
-	})
-	cp.waitReady()
-	return cp
+	return cp.waitReady()
 }
 
 // Expand replaces the markers in s.
@@ -152,26 +171,30 @@ func (cp *caddyProc) stop() {
 
 // waitReady polls the HTTPS site until it answers (the internal CA has issued
 // the certificate) or Caddy exits.
-func (cp *caddyProc) waitReady() {
-	cp.t.Helper()
+func (cp *caddyProc) waitReady() error {
 	deadline := time.Now().Add(30 * time.Second)
 	c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "localhost"}, // only a readiness probe
 	}}
+	defer c.CloseIdleConnections()
 	for time.Now().Before(deadline) {
 		select {
 		case <-cp.done:
-			cp.t.Fatalf("caddy exited early:\n%s", tail(cp.log.String(), 6000))
+			if strings.Contains(cp.log.String(), "address already in use") {
+				return errPortTaken
+			}
+			return errors.New("caddy exited early")
 		default:
 		}
 		resp, err := c.Get(fmt.Sprintf("https://127.0.0.1:%d/", cp.HTTPSPort))
 		if err == nil {
 			resp.Body.Close()
-			return
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cp.t.Fatalf("caddy did not answer on https within 30s:\n%s", tail(cp.log.String(), 6000))
+	cp.stop()
+	return errors.New("caddy did not answer on https within 30s")
 }
 
 // RootCAFile is the internal CA's root certificate (PEM), for clients that

@@ -22,27 +22,29 @@ func startDemo(t *testing.T) (*caddyProc, int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := string(b)
-	cp := newCaddyProc(t)
-	tcpPort, appPort := freePort(t), freePort(t)
-	for old, port := range map[string]int{"8443": cp.HTTPSPort, "9001": tcpPort, "9002": appPort} {
-		if !strings.Contains(cfg, old) {
-			t.Fatalf("Caddyfile.example no longer mentions port %s: update this test", old)
+	var tcpPort int
+	cp := launchCaddy(t, func(cp *caddyProc) string {
+		cfg := string(b)
+		tcpPort = freePort(t)
+		for old, port := range map[string]int{"8443": cp.HTTPSPort, "9001": tcpPort, "9002": freePort(t)} {
+			if !strings.Contains(cfg, old) {
+				t.Fatalf("Caddyfile.example no longer mentions port %s: update this test", old)
+			}
+			cfg = strings.ReplaceAll(cfg, old, fmt.Sprint(port))
 		}
-		cfg = strings.ReplaceAll(cfg, old, fmt.Sprint(port))
-	}
-	i := strings.Index(cfg, "\n{\n")
-	if i < 0 {
-		t.Fatal("Caddyfile.example has no global options block")
-	}
-	cfg = cfg[:i+3] + cp.Expand(`	admin 127.0.0.1:@ADMIN@
+		i := strings.Index(cfg, "\n{\n")
+		if i < 0 {
+			t.Fatal("Caddyfile.example has no global options block")
+		}
+		return cfg[:i+3] + cp.Expand(`	admin 127.0.0.1:@ADMIN@
 	persist_config off
 	http_port @HTTP@
 	default_bind 127.0.0.1
 	storage file_system @STORAGE@
 	grace_period 1s
 `, nil) + cfg[i+3:]
-	return cp.run(cfg), tcpPort
+	})
+	return cp, tcpPort
 }
 
 // TestDemoShowsBothDirectivesWorking opens the demo page of
