@@ -1,0 +1,176 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/caddyws/caddyws/broker"
+)
+
+// gapTracker remembers the last position delivered per subscribed stream:
+// offsets are consecutive, so a jump reveals lost messages.
+type gapTracker struct {
+	mu   sync.Mutex
+	last map[string]broker.Position
+}
+
+func (g *gapTracker) get(s string) (broker.Position, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p, ok := g.last[s]
+	return p, ok
+}
+
+func (g *gapTracker) set(s string, p broker.Position) {
+	g.mu.Lock()
+	g.last[s] = p
+	g.mu.Unlock()
+}
+
+func (g *gapTracker) forget(s string) {
+	g.mu.Lock()
+	delete(g.last, s)
+	g.mu.Unlock()
+}
+
+// idleCheck is how long the subscriber connection may stay silent before a
+// PING proves it alive (a half-open TCP connection never errors by itself).
+const idleCheck = 15 * time.Second
+
+// receive is the one goroutine reading the subscriber connection and
+// calling the Handler (serialized, in order per stream). go-redis redials
+// and resubscribes on the next read after an error; this loop paces those
+// attempts with back-off and reports the state changes.
+func (b *Broker) receive() {
+	defer b.wg.Done()
+	connected, everConnected := false, false
+	wait := b.cfg.ReconnectWait
+	pinged := false
+	for b.ctx.Err() == nil {
+		if !connected {
+			// Ping dials (and resubscribes) at once instead of waiting for a
+			// message that cannot come.
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
+			err := b.ps.Ping(ctx)
+			cancel()
+			if err != nil {
+				if b.ctx.Err() != nil {
+					return
+				}
+				b.log.Debug("redis subscriber still unreachable", zap.Duration("retry_in", wait), zap.Error(err))
+				select {
+				case <-b.ctx.Done():
+					return
+				case <-time.After(jitter(wait)):
+				}
+				wait = min(2*wait, 30*time.Second)
+				continue
+			}
+			connected, wait = true, b.cfg.ReconnectWait
+			b.stats.Connected.Store(1)
+			if everConnected {
+				b.stats.Reconnects.Add(1)
+				b.log.Info("reconnected to redis; subscriptions restored")
+			}
+			everConnected = true
+		}
+		msg, err := b.ps.ReceiveTimeout(b.ctx, idleCheck)
+		if err != nil {
+			if b.ctx.Err() != nil {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !pinged {
+				pinged = true
+				ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
+				err = b.ps.Ping(ctx)
+				cancel()
+				if err == nil {
+					continue // the Pong arrives through Receive
+				}
+			}
+			connected, pinged = false, false
+			b.stats.Connected.Store(0)
+			b.stats.Disconnects.Add(1)
+			b.stats.Errors.Add(1)
+			b.log.Error("lost the redis subscriber connection: publishes fail with 503 until it is back; reconnecting", zap.Error(err))
+			continue
+		}
+		pinged = false
+		if m, ok := msg.(*goredis.Message); ok {
+			b.handleWire(m)
+		}
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d*3/4 + time.Duration(time.Now().UnixNano()%int64(d/2+1))
+}
+
+func (b *Broker) handleWire(m *goredis.Message) {
+	tok, ok := strings.CutPrefix(m.Channel, b.cfg.Prefix+"c:")
+	if !ok {
+		return
+	}
+	stream, err := broker.DecodeName(tok)
+	if err != nil {
+		b.log.Warn("message on a channel this broker did not make", zap.String("channel", m.Channel))
+		return
+	}
+	node, epoch, off, data, ok := parseWire(m.Payload)
+	if !ok {
+		b.log.Warn("malformed message on a broker channel", zap.String("channel", m.Channel))
+		return
+	}
+	if b.hist.Size <= 0 || epoch == "" {
+		if node != b.node {
+			b.handler(broker.Message{Stream: stream, Data: data})
+		}
+		return
+	}
+	pos := broker.Position{Offset: off, Epoch: epoch}
+	if last, known := b.gaps.get(stream); known && last.Epoch == epoch {
+		if off <= last.Offset {
+			return // already delivered by a gap fill
+		}
+		if off > last.Offset+1 {
+			b.fillGap(stream, last, off)
+		}
+	}
+	b.gaps.set(stream, pos)
+	if node != b.node {
+		b.handler(broker.Message{Stream: stream, Position: pos, Data: data})
+	}
+}
+
+// fillGap delivers the stored messages of stream after last and before off.
+func (b *Broker) fillGap(stream string, last broker.Position, off uint64) {
+	ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.Timeout)
+	defer cancel()
+	got, _, err := b.since(ctx, stream, last)
+	if err != nil {
+		b.stats.GapsLost.Add(1)
+		b.log.Warn("messages lost between nodes: the gap could not be filled from history",
+			zap.String("stream", stream), zap.Uint64("after", last.Offset), zap.Uint64("before", off), zap.Error(err))
+		return
+	}
+	n := 0
+	for _, s := range got {
+		if s.Position.Offset >= off {
+			break
+		}
+		n++
+		if s.node != b.node {
+			b.handler(s.Message)
+		}
+	}
+	b.stats.GapsFilled.Add(1)
+	b.log.Info("filled a gap in live delivery from history", zap.String("stream", stream), zap.Int("messages", n))
+}

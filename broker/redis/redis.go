@@ -1,0 +1,278 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/caddyws/caddyws/broker"
+)
+
+// Broker is the Redis broker. Create it with New.
+type Broker struct {
+	cfg   Config
+	hist  broker.History
+	log   *zap.Logger
+	node  string
+	stats broker.Counters
+
+	client goredis.UniversalClient
+	ps     *goredis.PubSub
+
+	mu      sync.Mutex
+	want    map[string]bool // streams of interest
+	ops     []subOp         // queued for the subscriber connection, in order
+	opReady chan struct{}
+	started bool
+	closed  bool
+
+	handler broker.Handler
+	gaps    gapTracker
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type subOp struct {
+	subscribe bool
+	channel   string
+}
+
+// New checks cfg and returns an unstarted broker keeping history as h
+// bounds it (h.Size == 0: Pub/Sub only, no keys are written).
+func New(cfg Config, h broker.History, logger *zap.Logger) (*Broker, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b := &Broker{
+		cfg:     cfg,
+		hist:    h,
+		log:     logger,
+		node:    randomID(),
+		want:    make(map[string]bool),
+		opReady: make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	b.gaps.last = make(map[string]broker.Position)
+	return b, nil
+}
+
+func randomID() string {
+	var id [12]byte
+	_, _ = rand.Read(id[:])
+	return base64.RawURLEncoding.EncodeToString(id[:])
+}
+
+func (b *Broker) keys(stream string) []string {
+	base := b.cfg.Prefix + "{" + broker.EncodeName(stream) + "}:"
+	return []string{base + "h", base + "e", base + "n"}
+}
+
+func (b *Broker) channel(stream string) string {
+	return b.cfg.Prefix + "c:" + broker.EncodeName(stream)
+}
+
+// keep is how long an idle stream's epoch and counter outlive its last
+// message, so that a client coming back after the history expired is told
+// the truth (nothing missed, or not recovered) for a while, while memory
+// stays bounded by the live streams. Without a TTL, keys do not expire.
+func (b *Broker) keep() int64 {
+	if b.hist.TTL <= 0 {
+		return 0
+	}
+	return (2*b.hist.TTL + time.Minute).Milliseconds()
+}
+
+// Start creates the clients and the subscriber loop. It does not fail when
+// Redis is down: the node starts, publishes get ErrUnavailable, and the
+// subscriber keeps reconnecting.
+func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("starting redis broker: %w", broker.ErrUnavailable)
+	}
+	if b.started {
+		return nil
+	}
+	opts, err := b.cfg.universalOptions()
+	if err != nil {
+		return err
+	}
+	b.client = goredis.NewUniversalClient(opts)
+	b.ps = b.client.Subscribe(b.ctx)
+	b.handler, b.started = h, true
+	for s := range b.want {
+		b.ops = append(b.ops, subOp{true, b.channel(s)})
+	}
+	b.wg.Add(2)
+	go b.applyOps()
+	go b.receive()
+	pctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	if err := b.client.Ping(pctx).Err(); err != nil {
+		b.stats.Errors.Add(1)
+		b.log.Warn("redis unreachable: publishes fail until it is back; reconnecting in the background", zap.Error(err))
+	} else {
+		b.log.Info("connected to redis", zap.Strings("addrs", opts.Addrs))
+	}
+	return nil
+}
+
+// Publish appends (history on) and publishes data in one atomic script.
+func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broker.Position, error) {
+	b.mu.Lock()
+	client, closed := b.client, b.closed
+	b.mu.Unlock()
+	if client == nil || closed {
+		return broker.Position{}, fmt.Errorf("publishing to %q: redis broker not running: %w", stream, broker.ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	if b.hist.Size <= 0 {
+		msg := make([]byte, 0, len(b.node)+4+len(data))
+		msg = append(append(append(msg, b.node...), "\n\n0\n"...), data...)
+		if err := client.Publish(ctx, b.channel(stream), msg).Err(); err != nil {
+			b.stats.Errors.Add(1)
+			return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrUnavailable, err)
+		}
+		return broker.Position{}, nil
+	}
+	res, err := publishScript.Run(ctx, client, b.keys(stream),
+		b.channel(stream), b.node, data, b.hist.Size, b.hist.TTL.Milliseconds(), b.keep(), newEpoch()).Slice()
+	if err != nil {
+		b.stats.Errors.Add(1)
+		return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrUnavailable, err)
+	}
+	if len(res) != 2 {
+		return broker.Position{}, fmt.Errorf("publishing to %q: unexpected script reply %v", stream, res)
+	}
+	off, _ := res[0].(int64)
+	epoch, _ := res[1].(string)
+	return broker.Position{Offset: uint64(off), Epoch: epoch}, nil
+}
+
+// newEpoch is used only when a stream's state is (re)created: the time
+// makes it readable in logs, the random part unique across nodes.
+func newEpoch() string {
+	return strconv.FormatInt(time.Now().UnixMilli(), 36) + "-" + randomID()[:8]
+}
+
+// Subscribe declares interest; the subscriber connection applies it in the
+// background, in order, and Redis' client restores it after reconnects.
+// It never blocks on the network.
+func (b *Broker) Subscribe(stream string) error {
+	return b.queue(stream, true)
+}
+
+// Unsubscribe removes interest, like Subscribe.
+func (b *Broker) Unsubscribe(stream string) error {
+	b.gaps.forget(stream)
+	return b.queue(stream, false)
+}
+
+func (b *Broker) queue(stream string, sub bool) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return fmt.Errorf("changing interest in %q: %w", stream, broker.ErrUnavailable)
+	}
+	if b.want[stream] == sub {
+		return nil
+	}
+	if sub {
+		b.want[stream] = true
+	} else {
+		delete(b.want, stream)
+	}
+	if !b.started {
+		return nil
+	}
+	b.ops = append(b.ops, subOp{sub, b.channel(stream)})
+	select {
+	case b.opReady <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// applyOps sends queued (un)subscriptions on the subscriber connection.
+// go-redis records the channel set even when the command fails, and
+// resubscribes to it on every new connection.
+func (b *Broker) applyOps() {
+	defer b.wg.Done()
+	for {
+		b.mu.Lock()
+		ops := b.ops
+		b.ops = nil
+		b.mu.Unlock()
+		for _, op := range ops {
+			ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
+			var err error
+			if op.subscribe {
+				err = b.ps.Subscribe(ctx, op.channel)
+			} else {
+				err = b.ps.Unsubscribe(ctx, op.channel)
+			}
+			cancel()
+			if err != nil && b.ctx.Err() == nil {
+				b.log.Debug("subscription change deferred until redis is back", zap.String("channel", op.channel), zap.Error(err))
+			}
+		}
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-b.opReady:
+		}
+	}
+}
+
+// Close stops the subscriber and closes the clients.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	started := b.started
+	b.mu.Unlock()
+	b.cancel()
+	if !started {
+		return nil
+	}
+	_ = b.ps.Close()
+	b.wg.Wait()
+	b.stats.Connected.Store(0)
+	return b.client.Close()
+}
+
+// Stats returns the error, reconnect and gap counters.
+func (b *Broker) Stats() broker.Stats { return b.stats.Snapshot() }
+
+// parseWire splits node \n epoch \n offset \n data.
+func parseWire(p string) (node, epoch string, off uint64, data []byte, ok bool) {
+	parts := strings.SplitN(p, "\n", 4)
+	if len(parts) != 4 {
+		return "", "", 0, nil, false
+	}
+	off, err := strconv.ParseUint(parts[2], 10, 64)
+	if err != nil {
+		return "", "", 0, nil, false
+	}
+	return parts[0], parts[1], off, []byte(parts[3]), true
+}
