@@ -87,6 +87,11 @@ func (c *Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("redis broker: tls cert and key go together")
 	}
+	if c.URL != "" {
+		if _, err := goredis.ParseURL(c.URL); err != nil {
+			return fmt.Errorf("redis broker: url: %w", err)
+		}
+	}
 	if c.DB < 0 {
 		return fmt.Errorf("redis broker: db %d", c.DB)
 	}
