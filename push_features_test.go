@@ -20,7 +20,7 @@ import (
 // connection, an event list on connect, and every addressing form with
 // payloads of every JSON kind.
 func TestPushOneSocketManyEventsAndAddressing(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc, _ := pushCaddy(t, `http://localhost:@HTTP@ {
 	websocket_push /ws {
 		hub addr
 		auth token_is_user
@@ -135,7 +135,7 @@ func TestPushAuthModes(t *testing.T) {
 	defer cb.Close()
 	down := fmt.Sprintf("http://127.0.0.1:%d/auth", freePort(t))
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	tc := startCaddy(t, fmt.Sprintf(`http://localhost:@HTTP@ {
+	tc, _ := pushCaddy(t, fmt.Sprintf(`http://localhost:@HTTP@ {
 	websocket_push /jwt {
 		hub auth
 		auth jwt {
@@ -262,7 +262,7 @@ func TestPushAuthModes(t *testing.T) {
 // publisher JWT and publish_auth none each open it.
 func TestPushPublishAuth(t *testing.T) {
 	secret := strings.Repeat("p", 32)
-	tc := startCaddy(t, fmt.Sprintf(`http://localhost:@HTTP@ {
+	tc, _ := pushCaddy(t, fmt.Sprintf(`http://localhost:@HTTP@ {
 	websocket_push /closed {
 		hub pa
 		auth anonymous

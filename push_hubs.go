@@ -2,7 +2,6 @@ package caddyws
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -38,7 +37,7 @@ type hubRef struct {
 	key     string
 	cur     atomic.Pointer[push.Hub]
 	holders int
-	load    context.Context
+	load    any
 }
 
 var (
@@ -46,9 +45,20 @@ var (
 	hubRefs   = map[hubRefKey]*hubRef{}
 )
 
+// hubRefKey identifies a hub name within one config load. The load is told
+// by its metrics registry, which Caddy makes once per load and shares with
+// every module of it (ctx.Context is not enough: the http app gives each
+// server its own).
 type hubRefKey struct {
-	load context.Context
+	load any
 	name string
+}
+
+func loadID(ctx caddy.Context) any {
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		return reg
+	}
+	return ctx.Context
 }
 
 func (r *hubRef) hub() *push.Hub { return r.cur.Load() }
@@ -57,11 +67,11 @@ func (r *hubRef) hub() *push.Hub { return r.cur.Load() }
 // and (re)acquires the hub they describe. The ref is returned even with an
 // error: the handler's Cleanup releases it.
 func acquireHub(ctx caddy.Context, p *Push) (*hubRef, error) {
-	k := hubRefKey{ctx.Context, p.Hub}
+	k := hubRefKey{loadID(ctx), p.Hub}
 	hubRefsMu.Lock()
 	r := hubRefs[k]
 	if r == nil {
-		r = &hubRef{name: p.Hub, load: ctx.Context}
+		r = &hubRef{name: p.Hub, load: k.load}
 		hubRefs[k] = r
 	}
 	r.holders++

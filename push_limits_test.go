@@ -16,7 +16,7 @@ import (
 // frames (1003), bad frames (4000); origins same-origin by default and an
 // allow-list.
 func TestPushLimitsAndOrigins(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc, _ := pushCaddy(t, `http://localhost:@HTTP@ {
 	websocket_push /ws {
 		hub limits
 		auth token_is_user

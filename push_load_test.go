@@ -92,7 +92,7 @@ func closeSubs(subs []*sub) {
 // events, 10 000 messages of every addressing kind; every connection gets
 // exactly the messages its subscriptions match, in publish order.
 func TestPushFanOutCorrectness(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc, _ := pushCaddy(t, `http://localhost:@HTTP@ {
 	websocket_push /ws {
 		hub fan
 		auth token_is_user
@@ -191,12 +191,12 @@ func firstDiff(a, b []int) int {
 // publisher or the others, and is closed with 4029 (seen once it reads
 // again).
 func TestPushStalledClient(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc, _ := pushCaddy(t, `http://localhost:@HTTP@ {
 	websocket_push /ws {
 		hub stall
 		auth token_is_user
 		queue_size 16
-		write_timeout 30s
+		write_timeout 2m
 	}
 	websocket_push /push {
 		hub stall
@@ -221,11 +221,13 @@ func TestPushStalledClient(t *testing.T) {
 	defer stalled.Close()
 	sendJSON(t, stalled, `{"token":"slow","event":"feed"}`)
 	expectType(t, stalled, "connected")
-	others := openSubs(t, tc.WSURL("/ws"), 5, 5, func(int) []string { return []string{"feed"} })
+	others := openSubs(t, tc.WSURL("/ws"), 3, 3, func(int) []string { return []string{"feed"} })
 	defer closeSubs(others)
 
 	payload := strings.Repeat("x", 32<<10)
-	const n = 300
+	// 200 x 32 KiB = 6.4 MiB: more than the kernel buffers on both sides
+	// (tcp_wmem's 4 MiB ceiling + a 4 KiB receive buffer) and the queue.
+	const n = 200
 	var slowest time.Duration
 	for i := 0; i < n; i++ {
 		start := time.Now()
@@ -238,7 +240,7 @@ func TestPushStalledClient(t *testing.T) {
 		}
 	}
 	// A publisher held up by the stalled client would wait for the write
-	// timeout (30s); CPU contention under -race stays far below that.
+	// timeout (2m); CPU contention under -race stays far below that.
 	if slowest > 5*time.Second {
 		t.Fatalf("a publish took %v with a stalled subscriber", slowest)
 	}

@@ -24,7 +24,7 @@ const classicSites = `http://localhost:@HTTP@ {
 // unchanged: {"token","event"} on /ws, {"userId","event","message"} POSTed to
 // /push, the delivered count, and 401/405/400 for bad publishers.
 func TestPushClassicShapes(t *testing.T) {
-	tc := startCaddy(t, classicSites)
+	tc, _ := pushCaddy(t, classicSites)
 	alice := dialPush(t, tc.WSURL("/ws"), nil)
 	sendJSON(t, alice, `{"token":"alice","event":"news"}`)
 	f := expectType(t, alice, "connected")
@@ -112,7 +112,7 @@ func TestPushClassicExample(t *testing.T) {
 		t.Fatal("examples/classic.Caddyfile no longer serves :8080")
 	}
 	t.Setenv("PUSH_KEY", "example-key")
-	tc := startCaddy(t, "http://localhost:@HTTP@ {"+s[i+len(":8080 {"):])
+	tc, _ := pushCaddy(t, "http://localhost:@HTTP@ {"+s[i+len(":8080 {"):])
 	c := dialPush(t, tc.WSURL("/ws"), nil)
 	sendJSON(t, c, `{"token":"42","event":"orders"}`)
 	expectType(t, c, "connected")
