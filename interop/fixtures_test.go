@@ -27,6 +27,9 @@ type peer struct {
 	// base64FirstStatus is the handshake status for the offer
 	// "base64, binary": 101 by RFC 6455; websockify 0.10 answers 400.
 	base64FirstStatus int
+	// textCloseCode is how the peer answers a text frame: 0 when it
+	// forwards the bytes (ours), else the close code (websockify: 1003).
+	textCloseCode int
 }
 
 // proc is a process the fixtures started, in its own process group.
@@ -214,7 +217,7 @@ func startFixtures() error {
 		urls[u.name] = "ws://" + listen + "/"
 	}
 	fx.ref = &peer{name: "websockify", echoURL: urls["echo"], eofURL: urls["eof"], deadURL: urls["dead"],
-		deadCodes: []int{1011}, base64FirstStatus: 400}
+		deadCodes: []int{1011}, base64FirstStatus: 400, textCloseCode: 1003}
 	return nil
 }
 

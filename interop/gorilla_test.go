@@ -41,6 +41,13 @@ func dialWS(url string, protocols []string, writeBuf int) (*websocket.Conn, *htt
 // buffer is small, which gorilla then splits into continuation frames).
 func echo(t *testing.T, c *websocket.Conn, data []byte, sizes func(int) int, pings bool) {
 	t.Helper()
+	echoAs(t, c, websocket.BinaryMessage, data, sizes, pings)
+}
+
+// echoAs is echo with messages of type typ going out; the echo always
+// comes back in binary frames.
+func echoAs(t *testing.T, c *websocket.Conn, typ int, data []byte, sizes func(int) int, pings bool) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	_ = c.SetReadDeadline(deadline)
 	_ = c.SetWriteDeadline(deadline)
@@ -80,7 +87,7 @@ func echo(t *testing.T, c *websocket.Conn, data []byte, sizes func(int) int, pin
 	}
 	for i, off := 0, 0; off < len(data); i++ {
 		n := min(sizes(i), len(data)-off)
-		if err := c.WriteMessage(websocket.BinaryMessage, data[off:off+n]); err != nil {
+		if err := c.WriteMessage(typ, data[off:off+n]); err != nil {
 			t.Fatalf("writing message %d (%d bytes at %d): %v", i, n, off, err)
 		}
 		off += n
@@ -253,5 +260,37 @@ func TestDeadUpstreamClosesWithDocumentedCode(t *testing.T) {
 			t.Errorf("close code %d has no reason", ce.Code)
 		}
 		t.Logf("%s: dead upstream -> %d %q after %s", p.name, ce.Code, ce.Text, time.Since(start).Round(time.Millisecond))
+	})
+}
+
+// Text frames: ours forwards their bytes (docs/tunnel.md), so a terminal
+// client that sends text works, and the way back is binary. websockify 0.10
+// refuses them with 1003 "Text frames are not supported"; the reference
+// case pins that, so a change on either side is noticed.
+func TestTextFrames(t *testing.T) {
+	data := make([]byte, 300<<10)
+	for i, b := range randomBytes(6, len(data)) {
+		data[i] = ' ' + b%95 // printable ASCII: valid UTF-8 however it is cut
+	}
+	forEachPeer(t, func(t *testing.T, p *peer) {
+		c, _, err := dialWS(p.echoURL, []string{"binary"}, 0)
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		defer c.Close()
+		if p.textCloseCode == 0 {
+			echoAs(t, c, websocket.TextMessage, data, frameSizes(7), false)
+			closeAndExpect(t, c)
+			return
+		}
+		if err := c.WriteMessage(websocket.TextMessage, data[:100]); err != nil {
+			t.Fatalf("writing a text frame: %v", err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, err = c.ReadMessage()
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != p.textCloseCode {
+			t.Fatalf("got %v, want close code %d", err, p.textCloseCode)
+		}
 	})
 }

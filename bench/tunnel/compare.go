@@ -15,26 +15,27 @@ import (
 type metric struct {
 	key, label string
 	higher     bool // higher is better
+	noRatio    bool // near-zero figures (flood growth): a ratio would mislead
 }
 
 var metrics = []metric{
-	{"tput_64k_1", "64 KiB × 1 conn, MB/s", true},
-	{"tput_1k_1", "1 KiB × 1 conn, MB/s", true},
-	{"tput_64k_8", "64 KiB × 8 conns, MB/s", true},
-	{"tput_1k_8", "1 KiB × 8 conns, MB/s", true},
-	{"rtt50_64", "RTT p50, 64 B, µs", false},
-	{"rtt99_64", "RTT p99, 64 B, µs", false},
-	{"rtt50_16k", "RTT p50, 16 KiB, µs", false},
-	{"rtt99_16k", "RTT p99, 16 KiB, µs", false},
-	{"conns", "connections/s, one after another (open, echo 16 B, close)", true},
-	{"conns_8", "connections/s, 8 at a time", true},
-	{"cpu_conns_8", "proxy CPU per connection (8 at a time), µs", false},
-	{"cpu_1k", "proxy CPU per echoed byte, 1 KiB × 1, ns", false},
-	{"cpu_1k_pct", "proxy CPU during 1 KiB × 1, % of one core", false},
-	{"flood_rss", "proxy peak RSS, 1 KiB flood (client not reading), MB", false},
-	{"flood_growth", "proxy RSS growth during the flood, MB", false},
-	{"flood_acc", "bytes taken in while the client did not read, MB", false},
-	{"flood_acc_late", "… of which in the flood's second half, MB", false},
+	{"tput_64k_1", "64 KiB × 1 conn, MB/s", true, false},
+	{"tput_1k_1", "1 KiB × 1 conn, MB/s", true, false},
+	{"tput_64k_8", "64 KiB × 8 conns, MB/s", true, false},
+	{"tput_1k_8", "1 KiB × 8 conns, MB/s", true, false},
+	{"rtt50_64", "RTT p50, 64 B, µs", false, false},
+	{"rtt99_64", "RTT p99, 64 B, µs", false, false},
+	{"rtt50_16k", "RTT p50, 16 KiB, µs", false, false},
+	{"rtt99_16k", "RTT p99, 16 KiB, µs", false, false},
+	{"conns", "connections/s, one after another (open, echo 16 B, close)", true, false},
+	{"conns_8", "connections/s, 8 at a time", true, false},
+	{"cpu_conns_8", "proxy CPU per connection (8 at a time), µs", false, false},
+	{"cpu_1k", "proxy CPU per echoed byte, 1 KiB × 1, ns", false, false},
+	{"cpu_1k_pct", "proxy CPU during 1 KiB × 1, % of one core", false, false},
+	{"flood_rss", "proxy peak RSS, 1 KiB flood (client not reading), MB", false, false},
+	{"flood_growth", "proxy RSS growth during the flood, MB", false, true},
+	{"flood_acc", "bytes taken in while the client did not read, MB", false, false},
+	{"flood_acc_late", "… of which in the flood's second half, MB", false, true},
 }
 
 type benchConfig struct {
@@ -211,7 +212,9 @@ func writeTable(w io.Writer, peers []*peer, res results, runs int) {
 		for _, n := range names {
 			fmt.Fprintf(w, " %s |", fmtVal(median(res[n][m.key])))
 		}
-		if haveOurs {
+		if haveOurs && m.noRatio {
+			fmt.Fprint(w, " | |")
+		} else if haveOurs {
 			o := median(res[ours][m.key])
 			fmt.Fprintf(w, " %s | %s |", ratio(o, median(res["socat"][m.key]), m.higher), ratio(o, median(res["websockify"][m.key]), m.higher))
 		}

@@ -27,8 +27,14 @@ func main() {
 	if len(os.Args) < 2 {
 		printUsage()
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// echo and relay keep the default signal handling: SIGTERM (from
+	// compare, or as the parent-death signal) ends them at once.
+	ctx := context.Background()
+	if a := os.Args[1]; a == "run" || a == "compare" {
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+	}
 	var err error
 	switch os.Args[1] {
 	case "echo":
