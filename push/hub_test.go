@@ -233,3 +233,46 @@ func TestIdentityExpiryAndAuthErrors(t *testing.T) {
 		t.Fatalf("verifier down: %d", code)
 	}
 }
+
+// TestBurstInOrderAndClientPing: a burst larger than one write batch
+// (maxBatchFrames, maxBatchBytes) arrives complete and in order, and a
+// client's ping is answered (through the single writer) while it streams.
+func TestBurstInOrderAndClientPing(t *testing.T) {
+	h, url := newTestHub(t, Options{Name: "b", QueueSize: 5000})
+	c := tdial(t, url, `{"token":"alice"}`)
+	if f := tread(t, c); f.Type != "connected" {
+		t.Fatalf("%+v", f)
+	}
+	pong := make(chan struct{}, 1)
+	c.SetPongHandler(func(string) error {
+		select {
+		case pong <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	big := strings.Repeat("y", 2000)
+	const n = 1500 // > maxBatchFrames, and 3 MB > maxBatchBytes
+	for i := 0; i < n; i++ {
+		tpublish(t, h, fmt.Sprintf(`{"userId":"alice","message":{"i":%d,"p":%q}}`, i, big))
+	}
+	if err := c.WriteControl(websocket.PingMessage, []byte("hi"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		f := tread(t, c)
+		var m struct{ I int }
+		if err := json.Unmarshal(f.Message, &m); err != nil || m.I != i {
+			t.Fatalf("frame %d: %s (%v)", i, f.Message, err)
+		}
+	}
+	// The pong is read by gorilla while reading: publish one more frame so
+	// ReadMessage returns after processing it.
+	tpublish(t, h, `{"userId":"alice","message":"end"}`)
+	tread(t, c)
+	select {
+	case <-pong:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong for the client's ping")
+	}
+}
