@@ -65,7 +65,7 @@ func adminMethod(r *http.Request, m string) error {
 	return nil
 }
 
-func selectHubs(r *http.Request, name string) ([]*push.Hub, error) {
+func selectHubs(name string) ([]*push.Hub, error) {
 	hs := liveHubs(name)
 	if name != "" && len(hs) == 0 {
 		return nil, caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no websocket_push hub named %q", name)}
@@ -82,7 +82,7 @@ func adminStats(w http.ResponseWriter, r *http.Request) error {
 	if err := adminMethod(r, http.MethodGet); err != nil {
 		return err
 	}
-	hs, err := selectHubs(r, r.URL.Query().Get("hub"))
+	hs, err := selectHubs(r.URL.Query().Get("hub"))
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func adminPresence(w http.ResponseWriter, r *http.Request) error {
 	if user == "" {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("user is required")}
 	}
-	hs, err := selectHubs(r, r.URL.Query().Get("hub"))
+	hs, err := selectHubs(r.URL.Query().Get("hub"))
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func adminDrop(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.User == "" {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`want a JSON body {"user":"<id>"} (optional "event", "hub")`)}
 	}
-	hs, err := selectHubs(r, req.Hub)
+	hs, err := selectHubs(req.Hub)
 	if err != nil {
 		return err
 	}

@@ -69,7 +69,12 @@ func (h *Hub) Serve(ws *websocket.Conn, s Session) {
 		return nil
 	})
 
+	start := time.Now()
 	code, reason := h.serve(c, s, alive)
+	if ce := h.log.Check(zap.DebugLevel, "subscriber ended"); ce != nil {
+		ce.Write(zap.String("user", c.user), zap.String("remote", s.Remote),
+			zap.Int("close_code", code), zap.String("reason", reason), zap.Duration("duration", time.Since(start)))
+	}
 	if code != 0 {
 		c.closeWith(code, reason, code == CloseNormal)
 		if code != CloseNormal {
