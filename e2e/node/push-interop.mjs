@@ -206,7 +206,33 @@ async function client() {
     [['connected', 'bob'], ['disconnected', 4004, true], ['connected', 'bob']]);
   assert.ok(lifecycle.some(([k, s]) => k === 'recovered' && s === 'user:bob'), `recovered user:bob in ${JSON.stringify(lifecycle)}`);
   assert.equal(tokenCalls, 2, 'a token fetched for each connect');
-  return { seen, lifecycle, tokenCalls };
+
+  // A saved position from an epoch the server no longer has: the client must
+  // say so (notRecovered), adopt the server's position, and go on receiving.
+  const stream = 'user:bob';
+  const stale = new PushClient(WS_URL, {
+    WebSocket: NodeWebSocket, token: 'bob-token', events: ['news'],
+    positions: { [stream]: { offset: 1, epoch: 'an-epoch-that-is-gone' } },
+  });
+  const staleEvents = [];
+  const got = [];
+  stale.on('notRecovered', (s, info) => staleEvents.push(['notRecovered', s, info.epoch]));
+  stale.on('recovered', (s) => staleEvents.push(['recovered', s]));
+  stale.on('news', (m) => got.push(m));
+  c = new Promise((r) => stale.on('connected', r));
+  stale.connect();
+  await withTimeout(c, 10000, 'stale client connected');
+  await until(() => staleEvents.length > 0, 'a recovery verdict');
+  await publish({ userId: 'bob', event: 'news', message: 'after-gap' });
+  const t0 = Date.now();
+  while (!got.includes('after-gap') && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 20));
+  stale.close();
+  assert.equal(staleEvents.length, 1, JSON.stringify(staleEvents));
+  assert.equal(staleEvents[0][0], 'notRecovered');
+  assert.equal(staleEvents[0][1], stream);
+  assert.notEqual(staleEvents[0][2], 'an-epoch-that-is-gone');
+  assert.deepEqual(got, ['after-gap'], 'live messages flow after notRecovered');
+  return { seen, lifecycle, tokenCalls, staleEvents };
 }
 
 const mode = process.argv[2];
