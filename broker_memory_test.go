@@ -109,6 +109,7 @@ func TestBrokerProvisionResolvesEnvAndValidates(t *testing.T) {
 		&NATSBroker{URL: "nats://x", Prefix: "a.*"},
 		&NATSBroker{URL: "nats://x", Token: "t", Username: "u"},
 		&NATSBroker{URL: "{env.CADDYWS_TEST_UNSET}"},
+		&NATSBroker{URL: "redis://127.0.0.1:6379"},
 		&RedisBroker{URL: "redis://x", Addrs: []string{"y:1"}},
 		&RedisBroker{URL: "redis://x", Prefix: "{x}"},
 		&RedisBroker{URL: "redis://x", TLSCert: "c"},

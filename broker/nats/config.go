@@ -99,6 +99,16 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.URL) == "" {
 		return errors.New("nats broker: url is required")
 	}
+	for _, u := range strings.Split(c.URL, ",") {
+		u = strings.TrimSpace(u)
+		if i := strings.Index(u, "://"); i >= 0 {
+			switch strings.ToLower(u[:i]) {
+			case "nats", "tls", "ws", "wss":
+			default:
+				return fmt.Errorf("nats broker: url %q: scheme %q is not NATS (nats://, tls://, ws://, wss://)", u, u[:i])
+			}
+		}
+	}
 	if strings.ContainsAny(c.Prefix, " \t\r\n*>") || strings.HasPrefix(c.Prefix, ".") || strings.HasSuffix(c.Prefix, ".") {
 		return fmt.Errorf("nats broker: prefix %q must be plain subject tokens (no spaces, wildcards, or leading/trailing dots)", c.Prefix)
 	}

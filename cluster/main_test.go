@@ -1,0 +1,172 @@
+// Package cluster runs websocket_push as users deploy it across nodes: two
+// Caddy processes built from cmd/caddy with examples/cluster/node1 and node2
+// (only their ports changed to free ones), one broker — a real NATS server
+// with JetStream embedded in this test process, or a real redis-server —
+// and real WebSocket subscribers and HTTP publishers.
+//
+// Needs redis-server on PATH for the Redis half (CI installs it); without
+// it those tests skip loudly.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	caddyBin string
+	repoRoot string
+)
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Dir(filepath.Dir(file))
+	dir, err := os.MkdirTemp("", "caddyws-cluster-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cluster: temp dir:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	caddyBin = filepath.Join(dir, "caddy")
+	// Built without -race: the processes under test are Caddy; the race
+	// checks of the broker code run in broker/... with the same servers.
+	cmd := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
+	cmd.Dir = repoRoot
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "cluster: building cmd/caddy: %v\n%s", err, out.String())
+		return 1
+	}
+	return m.Run()
+}
+
+const pushKey = "cluster-test-key"
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// node is one Caddy process.
+type node struct {
+	name string
+	port int
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+func (n *node) url(path string) string   { return fmt.Sprintf("http://127.0.0.1:%d%s", n.port, path) }
+func (n *node) wsURL(path string) string { return fmt.Sprintf("ws://127.0.0.1:%d%s", n.port, path) }
+
+// startNode runs examples/cluster/<file> with its ports replaced.
+func startNode(t *testing.T, file string, brokerType, brokerURL string) *node {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(repoRoot, "examples", "cluster", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{name: strings.TrimSuffix(file, ".Caddyfile"), port: freePort(t), log: new(bytes.Buffer)}
+	cfg := string(src)
+	for _, p := range []string{":8081 {", ":8082 {"} {
+		cfg = strings.Replace(cfg, p, fmt.Sprintf(":%d {", n.port), 1)
+	}
+	for _, a := range []string{"localhost:2019", "localhost:2020"} {
+		cfg = strings.Replace(cfg, a, fmt.Sprintf("localhost:%d", freePort(t)), 1)
+	}
+	if cfg == string(src) {
+		t.Fatalf("%s: ports not found in the example", file)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
+	n.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir,
+		"PUSH_KEY="+pushKey, "PUSH_BROKER="+brokerURL, "PUSH_BROKER_TYPE="+brokerType)
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = n.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = n.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("---- %s log ----\n%s", n.name, tail(n.log.String(), 6000))
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(n.url("/push"))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusMethodNotAllowed {
+				return n
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come up in 20s (last: %v)\n%s", n.name, err, n.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// publish POSTs body to the node's /push and returns status and body.
+func publish(t *testing.T, n *node, body string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, n.url("/push"), strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+pushKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", n.url("/push"), err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+func mustPublish(t *testing.T, n *node, body string) string {
+	t.Helper()
+	code, resp := publish(t, n, body)
+	if code != http.StatusOK {
+		t.Fatalf("publish %s on %s: %d %s", body, n.name, code, resp)
+	}
+	return resp
+}
