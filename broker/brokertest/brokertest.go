@@ -31,6 +31,11 @@ type Backend struct {
 	// LoseHistory wipes the backend's data, as a lost server would. Nil
 	// (memory) simulates the loss with a new broker.
 	LoseHistory func(t *testing.T)
+	// Addr is the backend server's host:port, and NewAt makes a node that
+	// reaches it at addr instead (through a Proxy). Both nil skip the test
+	// of gaps filled after one node alone lost the server.
+	Addr  func() string
+	NewAt func(t *testing.T, addr string, h broker.History, handler broker.Handler) broker.Broker
 }
 
 // Node is a broker plus what its Handler received.

@@ -39,6 +39,9 @@ func Run(t *testing.T, b Backend) {
 	if b.Stop != nil {
 		t.Run("BrokerOutage", func(t *testing.T) { testOutage(t, b) })
 	}
+	if b.NewAt != nil {
+		t.Run("GapFilledAfterNodeReconnect", func(t *testing.T) { testGapFill(t, b) })
+	}
 }
 
 // uniq makes stream names unique per test, so tests sharing a backend

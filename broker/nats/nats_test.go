@@ -74,20 +74,17 @@ func TestConformance(t *testing.T) {
 	ts := startServer(t)
 	brokertest.Run(t, brokertest.Backend{
 		New: func(t *testing.T, h broker.History, handler broker.Handler) broker.Broker {
-			b, err := New(testConfig(ts), h, zaptest.NewLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := b.Start(ctx, handler); err != nil {
-				t.Fatal(err)
-			}
-			return b
+			return startBroker(t, testConfig(ts), h, handler)
 		},
 		Shared: true,
-		Stop:   func(t *testing.T) { ts.stop() },
-		Start:  func(t *testing.T) { ts.start(t) },
+		Addr:   func() string { return fmt.Sprintf("127.0.0.1:%d", ts.port) },
+		NewAt: func(t *testing.T, addr string, h broker.History, handler broker.Handler) broker.Broker {
+			cfg := testConfig(ts)
+			cfg.URL = "nats://" + addr
+			return startBroker(t, cfg, h, handler)
+		},
+		Stop:  func(t *testing.T) { ts.stop() },
+		Start: func(t *testing.T) { ts.start(t) },
 		LoseHistory: func(t *testing.T) {
 			nc, err := gonats.Connect(ts.url())
 			if err != nil {
@@ -102,4 +99,17 @@ func TestConformance(t *testing.T) {
 			}
 		},
 	})
+}
+
+func startBroker(t *testing.T, cfg Config, h broker.History, handler broker.Handler) broker.Broker {
+	b, err := New(cfg, h, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Start(ctx, handler); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

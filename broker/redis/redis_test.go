@@ -89,20 +89,15 @@ func TestConformance(t *testing.T) {
 	ts := startServer(t)
 	brokertest.Run(t, brokertest.Backend{
 		New: func(t *testing.T, h broker.History, handler broker.Handler) broker.Broker {
-			b, err := New(Config{URL: "redis://" + ts.addr(), ReconnectWait: 100 * time.Millisecond, Timeout: time.Second}, h, zaptest.NewLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := b.Start(ctx, handler); err != nil {
-				t.Fatal(err)
-			}
-			return b
+			return startBroker(t, ts.addr(), h, handler)
 		},
 		Shared: true,
-		Stop:   func(t *testing.T) { ts.stop() },
-		Start:  func(t *testing.T) { ts.start(t) },
+		Addr:   ts.addr,
+		NewAt: func(t *testing.T, addr string, h broker.History, handler broker.Handler) broker.Broker {
+			return startBroker(t, addr, h, handler)
+		},
+		Stop:  func(t *testing.T) { ts.stop() },
+		Start: func(t *testing.T) { ts.start(t) },
 		LoseHistory: func(t *testing.T) {
 			c := goredis.NewClient(&goredis.Options{Addr: ts.addr()})
 			defer c.Close()
@@ -111,4 +106,17 @@ func TestConformance(t *testing.T) {
 			}
 		},
 	})
+}
+
+func startBroker(t *testing.T, addr string, h broker.History, handler broker.Handler) broker.Broker {
+	b, err := New(Config{URL: "redis://" + addr, ReconnectWait: 100 * time.Millisecond, Timeout: time.Second}, h, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Start(ctx, handler); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
