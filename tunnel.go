@@ -110,6 +110,7 @@ type Tunnel struct {
 	upgrader  *websocket.Upgrader
 	counter   *connCounter
 	counterID string
+	ticketsID string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -166,7 +167,7 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return err
 		}
-		if t.tickets, err = tunnel.NewTicketVerifier(material, 5*time.Second); err != nil {
+		if t.ticketsID, t.tickets, err = acquireTicketVerifier(material); err != nil {
 			return err
 		}
 	}

@@ -18,7 +18,7 @@ func TestTunnelTokenFileByQueryAndPathAndReread(t *testing.T) {
 	echoA, echoB := tcpEcho(t), tcpEcho(t)
 	file := filepath.Join(t.TempDir(), "tokens")
 	writeTokenFile(t, file, "# websockify format", "alpha: "+echoA)
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel /vnc* {
 		targets `+file+`
 	}
@@ -47,7 +47,7 @@ func TestTunnelTokenFileTargetsHeldToAllowList(t *testing.T) {
 	_, port := hostPort(inside)
 	file := filepath.Join(t.TempDir(), "tokens")
 	writeTokenFile(t, file, "in: "+inside, "out: "+outside)
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel {
 		targets `+file+`
 		token_param t
@@ -77,7 +77,7 @@ func TestTunnelJWTTickets(t *testing.T) {
 	secret := "a-shared-secret-that-is-32-bytes-long!!"
 	t.Setenv("CADDYWS_TEST_TICKET_KEY", secret)
 
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel /es/* {
 		jwt_key `+keyFile+`
 		allow 127.0.0.1:`+port+`
@@ -127,6 +127,18 @@ func TestTunnelJWTTickets(t *testing.T) {
 			echoRoundTrip(t, c, tt.name)
 		}
 	}
+	// A reload keeps the record of spent tickets.
+	tc.Reload(`http://localhost:@HTTP@ {
+	websocket_tunnel /es/* {
+		jwt_key ` + keyFile + `
+		allow 127.0.0.1:` + port + `
+	}
+	respond "reloaded"
+}`)
+	if c, status, _ := wsDial(t, tc.WSURL("/es/?token="+once), nil); c != nil || status != 401 {
+		t.Fatalf("spent ticket after reload: status %d, want 401", status)
+	}
+	echoRoundTrip(t, mustTunnel(t, tc.WSURL("/es/?token="+es(jwt.MapClaims{"target": allowed, "exp": exp(time.Minute), "jti": "ticket-2"})), nil), "fresh ticket after reload")
 }
 
 func mustAtoi(t testing.TB, s string) int {

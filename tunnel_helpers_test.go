@@ -10,8 +10,11 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gorilla/websocket"
 )
@@ -185,3 +188,25 @@ func hostPort(addr string) (string, string) {
 }
 
 func runtimeGoroutines() int { return runtime.NumGoroutine() }
+
+// startTunnelCaddy is startCaddy with new ports when one of them was taken
+// between the harness picking it and Caddy binding it: other test
+// processes on the machine open thousands of loopback connections, whose
+// ephemeral ports can land on the picked one.
+func startTunnelCaddy(t *testing.T, sites string) *testCaddy {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		tc := &testCaddy{t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t)}
+		if tc.HTTPPort == tc.HTTPSPort || tc.HTTPPort == tc.AdminPort || tc.HTTPSPort == tc.AdminPort {
+			continue
+		}
+		err := tc.load(sites)
+		if err == nil {
+			t.Cleanup(func() { _ = caddy.Stop() })
+			return tc
+		}
+		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatalf("loading config: %v", err)
+		}
+	}
+}

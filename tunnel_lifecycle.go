@@ -6,6 +6,8 @@ package caddyws
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"sync"
 	"sync/atomic"
@@ -87,6 +89,9 @@ func (t *Tunnel) Cleanup() error {
 	if t.counterID != "" {
 		_, _ = counters.Delete(t.counterID)
 	}
+	if t.ticketsID != "" {
+		_, _ = verifiers.Delete(t.ticketsID)
+	}
 	if caddyStopping() {
 		// Tunnels of older configs kept across reloads go too.
 		sessions.shutdown(nil, tunnel.CloseGoingAway, "server stopping", 3*time.Second)
@@ -136,4 +141,29 @@ func acquireCounter(t *Tunnel) (string, *connCounter) {
 	key := "websocket_tunnel:" + string(cfg)
 	v, _, _ := counters.LoadOrNew(key, func() (caddy.Destructor, error) { return new(connCounter), nil })
 	return key, v.(*connCounter)
+}
+
+// pooledVerifier keeps a ticket verifier, and with it the record of
+// single-use tickets already spent, across reloads that keep the same key:
+// a reload must not make a used ticket valid again.
+type pooledVerifier struct{ *tunnel.TicketVerifier }
+
+func (pooledVerifier) Destruct() error { return nil }
+
+var verifiers = caddy.NewUsagePool()
+
+func acquireTicketVerifier(material []byte) (string, *tunnel.TicketVerifier, error) {
+	sum := sha256.Sum256(material)
+	key := "websocket_tunnel_ticket:" + hex.EncodeToString(sum[:])
+	v, _, err := verifiers.LoadOrNew(key, func() (caddy.Destructor, error) {
+		tv, err := tunnel.NewTicketVerifier(material, 5*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		return pooledVerifier{tv}, nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return key, v.(pooledVerifier).TicketVerifier, nil
 }

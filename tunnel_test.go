@@ -16,7 +16,7 @@ import (
 )
 
 func TestTunnelRelays16MiBEachWayByteExact(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel /tunnel `+tcpEcho(t)+`
 }`)
 	c := mustTunnel(t, tc.WSURL("/tunnel"), nil)
@@ -67,7 +67,7 @@ func TestTunnelRelays16MiBEachWayByteExact(t *testing.T) {
 }
 
 func TestTunnelPassesOtherRequestsToNext(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel `+tcpEcho(t)+`
 	respond "the page"
 }`)
@@ -85,7 +85,7 @@ func TestTunnelPassesOtherRequestsToNext(t *testing.T) {
 }
 
 func TestTunnelNegotiatesSubprotocolsLikeWebsockify(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel `+tcpEcho(t)+`
 }`)
 	for _, tt := range []struct {
@@ -122,7 +122,7 @@ func TestTunnelNegotiatesSubprotocolsLikeWebsockify(t *testing.T) {
 
 func TestTunnelRefusesForeignOriginWith403(t *testing.T) {
 	echo := tcpEcho(t)
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel /same `+echo+`
 	websocket_tunnel /listed `+echo+` {
 		origins https://app.example.com
@@ -158,7 +158,7 @@ func TestTunnelRefusesForeignOriginWith403(t *testing.T) {
 func TestTunnelHoldsPlaceholderUpstreamToAllowList(t *testing.T) {
 	_, allowed := hostPort(tcpEcho(t))
 	_, other := hostPort(tcpEcho(t))
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel 127.0.0.1:{http.request.uri.query.port} {
 		allow 127.0.0.0/8:`+allowed+` localhost:`+allowed+`
 	}
@@ -186,7 +186,7 @@ func TestTunnelRefusesPlaceholderUpstreamWithoutAllowList(t *testing.T) {
 }
 
 func TestTunnelDeadUpstreamClosesWith1011(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel `+deadAddr(t)+`
 }`)
 	c := mustTunnel(t, tc.WSURL("/"), nil)
@@ -200,7 +200,7 @@ func TestTunnelUpstreamEOFClosesWith1000(t *testing.T) {
 		c.Write([]byte("banner"))
 		c.Close()
 	})
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel `+up+`
 }`)
 	c := mustTunnel(t, tc.WSURL("/"), nil)
@@ -212,7 +212,7 @@ func TestTunnelUpstreamEOFClosesWith1000(t *testing.T) {
 }
 
 func TestTunnelOverMaxConnectionsGets503(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel `+tcpEcho(t)+` {
 		max_connections 2
 	}
@@ -249,7 +249,7 @@ func TestTunnelSurvivesReload(t *testing.T) {
 	respond "` + body + `"
 }`
 	}
-	tc := startCaddy(t, site("one"))
+	tc := startTunnelCaddy(t, site("one"))
 	c := mustTunnel(t, tc.WSURL("/t"), nil)
 	echoRoundTrip(t, c, "before reload")
 	tc.Reload(site("two"))
@@ -267,7 +267,7 @@ func TestTunnelCloseDelayClosesTunnelsOfUnloadedConfig(t *testing.T) {
 		close_delay 300ms
 	}
 }`
-	tc := startCaddy(t, site)
+	tc := startTunnelCaddy(t, site)
 	c := mustTunnel(t, tc.WSURL("/"), nil)
 	echoRoundTrip(t, c, "before")
 	start := time.Now()
@@ -282,7 +282,7 @@ func TestTunnelCloseDelayClosesTunnelsOfUnloadedConfig(t *testing.T) {
 }
 
 func TestTunnelStopSendsGoingAway(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel `+tcpEcho(t)+`
 }`)
 	c := mustTunnel(t, tc.WSURL("/"), nil)
@@ -308,7 +308,7 @@ func TestTunnelStopSendsGoingAway(t *testing.T) {
 }
 
 func TestTunnelGoroutinesAndSocketsReturnToBaselineAfter1000Tunnels(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel `+tcpEcho(t)+`
 }`)
 	echoRoundTrip(t, mustTunnel(t, tc.WSURL("/"), nil), "warm up")

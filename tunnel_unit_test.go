@@ -85,7 +85,7 @@ func TestTunnelAnswersExtendedConnectWithClearError(t *testing.T) {
 }
 
 func TestTunnelExportsMetrics(t *testing.T) {
-	tc := startCaddy(t, `http://localhost:@HTTP@ {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel /ok `+tcpEcho(t)+`
 	websocket_tunnel /dead `+deadAddr(t)+`
 }`)
