@@ -254,10 +254,12 @@ export class PushClient {
     }
     this._ws = ws;
     let connected = false;
+    let asked = []; // the events of the connect frame
 
     ws.onopen = () => {
       if (gen !== this._generation) return;
-      const frame = { type: 'connect', events: [...this._events] };
+      asked = [...this._events];
+      const frame = { type: 'connect', events: asked };
       if (token) frame.token = token;
       if (this._positions.size) frame.recover = this.positions();
       ws.send(JSON.stringify(frame));
@@ -277,6 +279,12 @@ export class PushClient {
         this._attempt = 0;
         this._unauthorizedInARow = 0;
         this.user = f.user;
+        // subscribe()/unsubscribe() calls made while the connect frame was in
+        // flight were not sent: send the difference now.
+        const added = [...this._events].filter((e) => !asked.includes(e));
+        const removed = asked.filter((e) => !this._events.has(e));
+        if (added.length) this._send({ type: 'subscribe', events: added });
+        if (removed.length) this._send({ type: 'unsubscribe', events: removed });
         this._emit('connected', { user: f.user, events: f.events || [] });
         return;
       }

@@ -378,3 +378,18 @@ test("the network's 'online' event skips the rest of the back-off", async () => 
   await tick();
   assert.equal(FakeSocket.all.length, 2);
 });
+
+test('subscription changes made while the connect frame is in flight are sent once connected', async () => {
+  const { c, sock } = newClient({ events: ['a', 'b'] });
+  c.connect();
+  await tick();
+  sock().open(); // connect frame with [a, b] sent
+  c.subscribe('c');
+  c.unsubscribe('a');
+  assert.equal(sock().sent.length, 1, 'nothing sent before the server accepted the connection');
+  sock().frame({ type: 'connected', events: ['a', 'b'] });
+  assert.deepEqual(sock().sent.slice(1), [
+    { type: 'subscribe', events: ['c'] },
+    { type: 'unsubscribe', events: ['a'] },
+  ]);
+});
