@@ -3,9 +3,11 @@ package caddyws
 import (
 	"bytes"
 	"crypto/rand"
+	"io"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -354,4 +356,50 @@ func TestTunnelGoroutinesAndSocketsReturnToBaselineAfter1000Tunnels(t *testing.T
 	if fd := settle(openFDs, baseFD+3, 10*time.Second); fd > baseFD+3 {
 		t.Fatalf("open fds: %d after 1000 tunnels, baseline %d", fd, baseFD)
 	}
+}
+
+// TestTunnelAcceptsNoVNC13Handshake: Debian's noVNC 1.3.0 offers no
+// subprotocol, sends its page's Origin and offers permessage-deflate, which
+// must not be negotiated.
+func TestTunnelAcceptsNoVNC13Handshake(t *testing.T) {
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
+	websocket_tunnel /websockify `+tcpEcho(t)+`
+}`)
+	hdr := originHeader("http://localhost:" + strings.Split(tc.URL(""), ":")[2])
+	// The dialer offers permessage-deflate, as browsers do.
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, EnableCompression: true}
+	c, resp, err := d.Dial(tc.WSURL("/websockify"), hdr)
+	if err != nil {
+		t.Fatalf("noVNC-style handshake: %v", err)
+	}
+	defer c.Close()
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+		t.Fatalf("negotiated %q, want no extension", ext)
+	}
+	if p := resp.Header.Get("Sec-WebSocket-Protocol"); p != "" {
+		t.Fatalf("chose subprotocol %q though none was offered", p)
+	}
+	echoRoundTrip(t, c, "RFB 003.008\n")
+}
+
+func TestTunnelReachesUnixSocketUpstream(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "up.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
+	websocket_tunnel unix/`+sock+`
+}`)
+	echoRoundTrip(t, mustTunnel(t, tc.WSURL("/"), nil), "over a unix socket")
 }

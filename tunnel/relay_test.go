@@ -322,3 +322,61 @@ func TestRelayCoalescesSmallFramesIntoFewWrites(t *testing.T) {
 		t.Fatal("upstream did not get the bytes")
 	}
 }
+
+// TestRelayPushesBackOnAClientFlood: an upstream that reads nothing must
+// stall the client's writes after a bounded amount (socket buffers plus one
+// relay buffer), not let the relay absorb everything.
+func TestRelayPushesBackOnAClientFlood(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold)
+	rs := newRelayServer(t, listen(t, func(c net.Conn) {
+		<-hold // never reads
+		c.Close()
+	}), Options{})
+	ws := rs.dial(t)
+	defer ws.Close()
+	chunk := make([]byte, 64<<10)
+	sent := 0
+	_ = ws.SetWriteDeadline(time.Now().Add(3 * time.Second))
+	for sent < 256<<20 {
+		if err := ws.WriteMessage(websocket.BinaryMessage, chunk); err != nil {
+			break
+		}
+		sent += len(chunk)
+	}
+	t.Logf("client could write %d KiB before the stalled upstream pushed back", sent>>10)
+	if sent >= 256<<20 {
+		t.Fatal("256 MiB written into a tunnel whose upstream reads nothing: no backpressure")
+	}
+}
+
+// TestRelayPushesBackOnAnUpstreamFlood: a client that reads nothing must
+// stall the upstream's writes.
+func TestRelayPushesBackOnAnUpstreamFlood(t *testing.T) {
+	wrote := make(chan int, 1)
+	rs := newRelayServer(t, listen(t, func(c net.Conn) {
+		defer c.Close()
+		chunk := make([]byte, 64<<10)
+		n := 0
+		_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+		for n < 256<<20 {
+			k, err := c.Write(chunk)
+			n += k
+			if err != nil {
+				break
+			}
+		}
+		wrote <- n
+	}), Options{})
+	ws := rs.dial(t) // never reads
+	defer ws.Close()
+	select {
+	case n := <-wrote:
+		t.Logf("upstream could write %d KiB before the idle client pushed back", n>>10)
+		if n >= 256<<20 {
+			t.Fatal("256 MiB written towards a client that reads nothing: no backpressure")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("upstream writer did not finish")
+	}
+}
