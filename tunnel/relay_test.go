@@ -30,7 +30,7 @@ func newRelayServer(t testing.TB, upstream string, opts Options) *relayServer {
 	t.Helper()
 	rs := &relayServer{results: make(chan Result, 4096)}
 	up := websocket.Upgrader{WriteBufferSize: 4096, WriteBufferPool: &sync.Pool{}, CheckOrigin: func(*http.Request) bool { return true }}
-	rs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rs.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := &Hijacker{ResponseWriter: w, Inner: w.(http.Hijacker), BufferSize: opts.BufferSize}
 		ws, err := up.Upgrade(h, r, nil)
 		if err != nil {
@@ -47,6 +47,10 @@ func newRelayServer(t testing.TB, upstream string, opts Options) *relayServer {
 		}
 		rs.results <- s.Run(c)
 	}))
+	// A server read timeout (Caddy's timeouts read_body) leaves a deadline
+	// on the hijacked connection; tunnels must outlive it.
+	rs.Config.ReadTimeout = 500 * time.Millisecond
+	rs.Start()
 	t.Cleanup(rs.Close)
 	return rs
 }
@@ -379,4 +383,21 @@ func TestRelayPushesBackOnAnUpstreamFlood(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("upstream writer did not finish")
 	}
+}
+
+func TestRelayOutlivesTheServerReadTimeout(t *testing.T) {
+	rs := newRelayServer(t, listen(t, echo), Options{})
+	ws := rs.dial(t)
+	defer ws.Close()
+	echoMsg := func(m string) {
+		t.Helper()
+		_ = ws.WriteMessage(websocket.BinaryMessage, []byte(m))
+		_ = ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if _, p, err := ws.ReadMessage(); err != nil || string(p) != m {
+			t.Fatalf("echo %q: %q %v", m, p, err)
+		}
+	}
+	echoMsg("before")
+	time.Sleep(time.Second) // twice the server's ReadTimeout
+	echoMsg("after")
 }
