@@ -2,8 +2,10 @@ package nats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -112,4 +114,84 @@ func startBroker(t *testing.T, cfg Config, h broker.History, handler broker.Hand
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCloseLeavesNoGoroutines: a broker that connected, subscribed,
+// published and read history leaves nothing running after Close (the
+// embedded server's per-client goroutines end with the connection too).
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	ts := startServer(t)
+	warm := startBroker(t, testConfig(ts), broker.History{Size: 10}, func(broker.Message) {})
+	_ = warm.Close()
+	time.Sleep(200 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		b := startBroker(t, testConfig(ts), broker.History{Size: 10}, func(broker.Message) {})
+		for _, s := range []string{"a", "b", "c"} {
+			if err := b.Subscribe(s); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Publish(context.Background(), s, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := b.Since(context.Background(), "a", broker.Position{}); err == nil {
+			t.Fatal("Since from the zero position must not claim recovery")
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines %d > baseline %d after Close:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStartsWhileNATSIsDown: a node must start with its broker down, answer
+// publishes with ErrUnavailable quickly, and work once NATS is up, with the
+// JetStream stream created then.
+func TestStartsWhileNATSIsDown(t *testing.T) {
+	ts := startServer(t)
+	ts.stop()
+	got := make(chan broker.Message, 10)
+	start := time.Now()
+	b := startBroker(t, testConfig(ts), broker.History{Size: 10}, func(m broker.Message) { got <- m })
+	defer b.Close()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Start took %v with NATS down", took)
+	}
+	if _, err := b.Publish(context.Background(), "s", []byte("x")); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("publish with NATS down: %v", err)
+	}
+	if err := b.Subscribe("s"); err != nil {
+		t.Fatal(err)
+	}
+	ts.start(t)
+	other := startBroker(t, testConfig(ts), broker.History{Size: 10}, func(broker.Message) {})
+	defer other.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := other.Publish(context.Background(), "s", []byte("hello")); err == nil {
+			select {
+			case m := <-got:
+				if string(m.Data) != "hello" || m.Position.Epoch == "" {
+					t.Fatalf("got %q at %+v", m.Data, m.Position)
+				}
+				if _, err := b.Publish(context.Background(), "s", []byte("x")); err != nil {
+					t.Fatalf("publish once NATS is up: %v", err)
+				}
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broker that started without NATS never received")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -2,11 +2,13 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -119,4 +121,77 @@ func startBroker(t *testing.T, addr string, h broker.History, handler broker.Han
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCloseLeavesNoGoroutines: subscriber loop, subscription applier and
+// connection pools all end with Close.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	ts := startServer(t)
+	time.Sleep(100 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		b := startBroker(t, ts.addr(), broker.History{Size: 10}, func(broker.Message) {})
+		for _, s := range []string{"a", "b", "c"} {
+			if err := b.Subscribe(s); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Publish(context.Background(), s, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("goroutines %d > baseline %d after Close:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStartsWhileRedisIsDown: a node must start with its broker down,
+// answer publishes with ErrUnavailable quickly, and work once Redis is up.
+func TestStartsWhileRedisIsDown(t *testing.T) {
+	ts := startServer(t)
+	ts.stop()
+	got := make(chan broker.Message, 10)
+	start := time.Now()
+	b := startBroker(t, ts.addr(), broker.History{Size: 10}, func(m broker.Message) { got <- m })
+	defer b.Close()
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Start took %v with Redis down", took)
+	}
+	if _, err := b.Publish(context.Background(), "s", []byte("x")); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("publish with Redis down: %v", err)
+	}
+	if err := b.Subscribe("s"); err != nil {
+		t.Fatal(err)
+	}
+	ts.start(t)
+	other := startBroker(t, ts.addr(), broker.History{Size: 10}, func(broker.Message) {})
+	defer other.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := other.Publish(context.Background(), "s", []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-got:
+			if string(m.Data) != "hello" {
+				t.Fatalf("got %q", m.Data)
+			}
+			if _, err := b.Publish(context.Background(), "s", []byte("x")); err != nil {
+				t.Fatalf("publish once Redis is up: %v", err)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broker that started without Redis never received")
+		}
+	}
 }
