@@ -226,3 +226,38 @@ func testOutage(t *testing.T, b Backend) {
 		t.Fatal("a stream subscribed while the broker was down is not delivered after the restart")
 	}
 }
+
+// testLiveWithoutHistory: with history off, messages still cross nodes (no
+// positions), in order, without echo.
+func testLiveWithoutHistory(t *testing.T, b Backend) {
+	a, bn := b.NewNode(t, broker.History{}), b.NewNode(t, broker.History{})
+	s := uniq(t, "s")
+	for _, n := range []*Node{a, bn} {
+		if err := n.Subscribe(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncInterest(t, a, bn, s)
+	for i := 0; i < 50; i++ {
+		publish(t, a, s, fmt.Sprintf("m-%d", i))
+	}
+	msgs, ok := bn.rec.waitFor(10*time.Second, func(m []broker.Message) bool { return hasData(m, s, "m-49") })
+	if !ok {
+		t.Fatalf("messages without history did not cross: %s", dump(msgs))
+	}
+	next := 0
+	for _, m := range ofStream(msgs, s) {
+		if m.Position != (broker.Position{}) {
+			t.Fatalf("position %+v with history off", m.Position)
+		}
+		if strings.HasPrefix(string(m.Data), "m-") {
+			if string(m.Data) != fmt.Sprintf("m-%d", next) {
+				t.Fatalf("got %q, want m-%d", m.Data, next)
+			}
+			next++
+		}
+	}
+	if got := a.Received(); len(got) != 0 {
+		t.Fatalf("publisher received its own messages: %s", dump(got))
+	}
+}

@@ -36,6 +36,7 @@ func Run(t *testing.T, b Backend) {
 	}
 	t.Run("FanOutByInterest", func(t *testing.T) { testFanOut(t, b) })
 	t.Run("OrderPerStream", func(t *testing.T) { testOrder(t, b) })
+	t.Run("LiveWithoutHistory", func(t *testing.T) { testLiveWithoutHistory(t, b) })
 	if b.Stop != nil {
 		t.Run("BrokerOutage", func(t *testing.T) { testOutage(t, b) })
 	}

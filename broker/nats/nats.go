@@ -302,7 +302,7 @@ func (b *Broker) ensureStreamBounded(ctx context.Context) {
 	defer cancel()
 	if err := b.ensureStream(ctx); err != nil && b.ctx.Err() == nil {
 		b.stats.Errors.Add(1)
-		b.log.Error("setting up the jetstream history stream", zap.String("stream", b.cfg.Stream), zap.Error(err))
+		b.log.Error("setting up the jetstream history stream (is JetStream enabled on the server, e.g. nats-server -js, and may this user use it?)", zap.String("stream", b.cfg.Stream), zap.Error(err))
 	}
 }
 
