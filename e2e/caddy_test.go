@@ -29,6 +29,7 @@ type caddyProc struct {
 	HTTPSPort int
 	AdminPort int
 	Storage   string
+	Config    string // the Caddyfile it runs
 	cmd       *exec.Cmd
 	log       *syncBuffer
 	done      chan struct{}
@@ -123,6 +124,7 @@ func launchCaddy(t *testing.T, build func(cp *caddyProc) string) *caddyProc {
 // on cp.HTTPSPort.
 func (cp *caddyProc) run(cfg string) error {
 	t := cp.t
+	cp.Config = cfg
 	file := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		return err
@@ -262,6 +264,23 @@ func (cp *caddyProc) Admin(method, path, body string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// Reload loads a new Caddyfile through the admin API, as `caddy reload` does.
+func (cp *caddyProc) Reload(cfg string) {
+	cp.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", cp.AdminPort), strings.NewReader(cfg))
+	req.Header.Set("Content-Type", "text/caddyfile")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		cp.t.Fatalf("reloading: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		cp.t.Fatalf("reloading: %d %s", resp.StatusCode, b)
+	}
+	cp.Config = cfg
 }
 
 func tail(s string, n int) string {

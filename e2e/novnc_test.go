@@ -44,6 +44,24 @@ https://localhost:@HTTPS@ {
 }
 `, map[string]string{"@VNC@": fmt.Sprint(vnc.Port), "@NOVNC@": noVNCRoot})
 		checkNoVNC(t, b, cp, vnc, "websockify", "#00ff00", [3]int{0, 255, 0}, "novnc-websocket_tunnel.png")
+
+		// `caddy reload` with a changed config must not cut the running VNC
+		// session (caddy#5471): the next repaint still arrives through it.
+		cp.Reload(strings.Replace(cp.Config, "tls internal", "tls internal\n\theader X-Reloaded yes", 1))
+		vnc.Paint(t, "#0000ff")
+		b.poll(15*time.Second, `(() => {
+			const c = document.querySelector('#screen canvas');
+			const d = c.getContext('2d').getImageData(Math.floor(c.width/2), Math.floor(c.height/2), 1, 1).data;
+			return d[0] < 8 && d[1] < 8 && d[2] > 247 && document.getElementById('status').textContent.startsWith('Connected');
+		})()`, `document.getElementById('status').textContent`)
+		resp, err := cp.HTTPClient().Get(cp.URL("/vnc_lite.html"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.Header.Get("X-Reloaded") != "yes" {
+			t.Fatal("the reload did not take effect, so the test proved nothing")
+		}
 	})
 
 	// How websockify's token plugin is used: noVNC's path carries the token,
