@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,6 +72,7 @@ func benchEcho(b *testing.B, url string, size, conns int) {
 		clients[i] = c
 	}
 	b.SetBytes(int64(size))
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	for i, c := range clients {
@@ -115,6 +117,16 @@ func benchEcho(b *testing.B, url string, size, conns int) {
 		}()
 	}
 	wg.Wait()
+	b.StopTimer()
+	// CPU per byte (client, relay and echo server together) is steadier
+	// than MB/s on a shared machine.
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*size), "cpu-ns/B")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // verifyEcho checks that p is the stream of repeated msg at offset off.
