@@ -43,6 +43,8 @@ func TestPushReloadKeepsSubscribers(t *testing.T) {
 		t.Fatalf("before reload: delivered %d", n)
 	}
 	tc.Reload(fmt.Sprintf(reloadSites, "two"))
+	// Keep-alive connections to the old server are closed by the reload.
+	pushHTTP.CloseIdleConnections()
 	if st, b := getBody(t, tc.URL("/version")); st != 200 || b != "two" {
 		t.Fatalf("reload did not apply: %d %q", st, b)
 	}

@@ -42,13 +42,13 @@ type errClose struct {
 
 func (e errClose) Error() string { return fmt.Sprintf("close %d: %s", e.code, e.reason) }
 
-// Serve runs a subscriber connection until it ends. ws must be freshly
-// upgraded; slot is the connection slot reserved with Reserve (released
-// here). Serve blocks: run it on its own goroutine.
+// Serve runs a subscriber connection until it ends, on the calling
+// goroutine and, once the connection is registered, on a fresh one (see
+// run): call it with go. ws must be freshly upgraded; the slot reserved
+// with Reserve is released when the connection ends.
 func (h *Hub) Serve(ws *websocket.Conn, s Session) {
 	c := &Conn{hub: h, ws: ws, nc: ws.NetConn(), id: h.seq.Add(1)}
 	h.track(c)
-	defer h.untrack(c)
 
 	ws.SetReadLimit(s.MaxFrameSize)
 	// Pongs answer our pings and prove the peer alive; pings from the peer
@@ -68,9 +68,20 @@ func (h *Hub) Serve(ws *websocket.Conn, s Session) {
 		c.closeWith(code, "", true)
 		return nil
 	})
+	h.run(c, s, alive, time.Now(), false)
+}
 
-	start := time.Now()
-	code, reason := h.serve(c, s, alive)
+// run reads until the connection ends, then tears it down. Authentication
+// (token checks, JSON encoding of the first frames) grows a goroutine's
+// stack, and a stack only shrinks by halves at GC: so once the connection
+// is registered the reading moves to a fresh goroutine (moved), whose
+// small stack is what an idle subscriber keeps.
+func (h *Hub) run(c *Conn, s Session, alive time.Duration, start time.Time, moved bool) {
+	code, reason, handedOver := h.serve(c, s, alive, start, moved)
+	if handedOver {
+		return
+	}
+	defer h.untrack(c)
 	if ce := h.log.Check(zap.DebugLevel, "subscriber ended"); ce != nil {
 		ce.Write(zap.String("user", c.user), zap.String("remote", s.Remote),
 			zap.Int("close_code", code), zap.String("reason", reason), zap.Duration("duration", time.Since(start)))
@@ -92,39 +103,56 @@ func (h *Hub) Serve(ws *websocket.Conn, s Session) {
 }
 
 // serve is the read loop; it returns the close code to send (0: none, the
-// connection already closed or is closing).
-func (h *Hub) serve(c *Conn, s Session, alive time.Duration) (int, string) {
+// connection already closed or is closing), or handedOver when it started
+// a fresh goroutine to go on reading.
+func (h *Hub) serve(c *Conn, s Session, alive time.Duration, start time.Time, moved bool) (code int, reason string, handedOver bool) {
 	log := h.log
-	if s.Identity == nil && s.Token != "" {
-		id, ce := h.verify(s, s.Token)
-		if ce != nil {
-			return ce.code, ce.reason
+	handOver := func() bool {
+		if moved || !c.isRegistered() {
+			return false
 		}
-		s.Identity = &id
+		go h.run(c, s, alive, start, true)
+		return true
 	}
-	if s.Identity != nil {
-		if ce := h.connect(c, s, *s.Identity, ClientFrame{}); ce != nil {
-			return ce.code, ce.reason
+	if !moved {
+		if s.Identity == nil && s.Token != "" {
+			id, ce := h.verify(s, s.Token)
+			if ce != nil {
+				return ce.code, ce.reason, false
+			}
+			s.Identity = &id
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(alive))
-	} else {
-		_ = c.nc.SetReadDeadline(time.Now().Add(s.AuthTimeout))
+		if s.Identity != nil {
+			if ce := h.connect(c, s, *s.Identity, ClientFrame{}); ce != nil {
+				return ce.code, ce.reason, false
+			}
+			_ = c.nc.SetReadDeadline(time.Now().Add(alive))
+			if handOver() {
+				return 0, "", true
+			}
+		} else {
+			_ = c.nc.SetReadDeadline(time.Now().Add(s.AuthTimeout))
+		}
 	}
 	for {
 		typ, data, err := c.ws.ReadMessage()
 		if err != nil {
-			return closeCodeFor(c, err, log)
+			code, reason = closeCodeFor(c, err, log)
+			return code, reason, false
 		}
 		_ = c.nc.SetReadDeadline(time.Now().Add(alive))
 		if typ != websocket.TextMessage {
-			return CloseUnsupportedData, "binary frames are not accepted"
+			return CloseUnsupportedData, "binary frames are not accepted", false
 		}
 		f, err := ParseClientFrame(data)
 		if err != nil {
-			return CloseBadFrame, err.Error()
+			return CloseBadFrame, err.Error(), false
 		}
 		if ce := h.handleFrame(c, s, f); ce != nil {
-			return ce.code, ce.reason
+			return ce.code, ce.reason, false
+		}
+		if handOver() {
+			return 0, "", true
 		}
 	}
 }
