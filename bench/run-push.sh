@@ -24,7 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-1}
-CELLS=${CELLS:-"n1k-user n1k-broadcast n10k-user n10k-anchor n10k-user-500 n10k-event n10k-broadcast"}
+CELLS=${CELLS:-"n1k-user n1k-broadcast n10k-user n10k-anchor n10k-user-500 n10k-user-100 n10k-event n10k-broadcast"}
 SERVERS=${SERVERS:-"caddy ref"}
 # Random free loopback ports unless given: Caddy listens with SO_REUSEPORT,
 # so a second Caddy on a fixed port (another run of this script, say) would
@@ -32,7 +32,7 @@ SERVERS=${SERVERS:-"caddy ref"}
 free_port() {
 	local p
 	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 20000))
+		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768+) the load dials from
 		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
 	done
 	echo "run-push.sh: no free port found" >&2
@@ -121,6 +121,8 @@ cell_flags() {
 	n10k-anchor) echo "-conns 10000 -target user -publishes 4000 -rate 2000 -publishers 32" ;;
 	# 50 000 deliveries/s offered: latency below saturation.
 	n10k-user-500) echo "-conns 10000 -target user -publishes 5000 -rate 500 -publishers 16" ;;
+	# 10 000 deliveries/s offered: latency well below saturation.
+	n10k-user-100) echo "-conns 10000 -target user -publishes 2000 -rate 100 -publishers 8" ;;
 	n10k-event) echo "-conns 10000 -target event -publishes 500 -rate 100 -publishers 8" ;;
 	n10k-broadcast) echo "-conns 10000 -target broadcast -publishes 100 -rate 20 -publishers 4" ;;
 	*) echo "unknown cell $1" >&2; return 1 ;;
