@@ -159,15 +159,18 @@ func (cp *caddyProc) Expand(s string, vars map[string]string) string {
 func (cp *caddyProc) stop() {
 	select {
 	case <-cp.done:
-		return
 	default:
+		_ = cp.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-cp.done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cp.cmd.Process.Pid, syscall.SIGKILL)
+			<-cp.done
+		}
 	}
-	_ = cp.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-cp.done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-cp.cmd.Process.Pid, syscall.SIGKILL)
-		<-cp.done
+	if log := cp.log.String(); strings.Contains(log, "WARNING: DATA RACE") {
+		i := strings.Index(log, "WARNING: DATA RACE")
+		cp.t.Errorf("the race detector reported a data race in caddy:\n%s", log[i:min(len(log), i+8000)])
 	}
 }
 
