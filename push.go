@@ -1,6 +1,7 @@
 package caddyws
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -314,9 +315,12 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	res, err := p.ref.hub().Publish(r.Context(), req)
+	// A broker that does not answer must not hang the publisher.
+	ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
+	defer cancel()
+	res, err := p.ref.hub().Publish(ctx, req)
 	if err != nil {
-		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, push.ErrClosed) {
+		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, push.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
 			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
 			return
 		}
@@ -334,6 +338,9 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
 }
+
+// publishTimeout bounds the broker's part of one publish.
+const publishTimeout = 10 * time.Second
 
 func (p *Push) publisherAllowed(r *http.Request) bool {
 	if p.PublishAuth == "none" {
