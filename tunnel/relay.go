@@ -40,6 +40,9 @@ const (
 // DefaultBufferSize is the default read size on each leg.
 const DefaultBufferSize = 64 << 10
 
+// smallReadSize is the upstream read buffer of a quiet tunnel.
+const smallReadSize = 4 << 10
+
 // Options tune a Session.
 type Options struct {
 	// BufferSize is how much is read at once from the upstream (and so the
@@ -333,17 +336,40 @@ func (s *Session) clientEnded(up net.Conn, err error) {
 // upstreamToClient sends each upstream read as one binary frame: reads are
 // large, so a busy upstream fills big frames while a chatty one is not
 // delayed.
+//
+// An idle tunnel waits on a small buffer; a read that fills it switches to a
+// pooled buffer_size one, which goes back to the pool when reads turn small
+// again. So a thousand idle sessions do not pin a thousand big buffers,
+// while a busy upstream still gets large reads and frames.
 func (s *Session) upstreamToClient(up net.Conn) {
-	bp := s.pool.Get().(*[]byte)
-	defer s.pool.Put(bp)
-	buf := *bp
+	var small [smallReadSize]byte
+	var bp *[]byte
+	defer func() {
+		if bp != nil {
+			s.pool.Put(bp)
+		}
+	}()
+	buf := small[:]
 	writeFailed := false
 	for {
 		n, err := up.Read(buf)
+		data := buf[:n]
+		switch {
+		case bp != nil && n < smallReadSize:
+			// Traffic turned light: keep the bytes in the small buffer and
+			// give the big one back.
+			data = small[:copy(small[:], data)]
+			s.pool.Put(bp)
+			bp, buf = nil, small[:]
+		case bp == nil && n == len(small) && s.opts.BufferSize > smallReadSize:
+			// data stays in small, written before the next read.
+			bp = s.pool.Get().(*[]byte)
+			buf = *bp
+		}
 		if n > 0 {
 			s.touch()
 			if !writeFailed && !s.clientClosed.Load() {
-				if werr := s.ws.WriteMessage(websocket.BinaryMessage, buf[:n]); werr != nil {
+				if werr := s.ws.WriteMessage(websocket.BinaryMessage, data); werr != nil {
 					writeFailed = true
 					if s.end(CloseAbnormal, "client write failed", EndedByClient) {
 						// The client is gone or stalled past the write
