@@ -26,13 +26,14 @@ type PushAuth struct {
 	//     basic_auth, forward_auth) through the placeholder in user;
 	//   - anonymous: no identity; subscribers get event and broadcast
 	//     messages only.
+	// Required: there is no default mode.
 	Mode string `json:"mode"`
-	// JWT configures the jwt mode.
+	// JWT configures the jwt mode. Default: none.
 	JWT *PushJWT `json:"jwt,omitempty"`
 	// TokenFile is the file of the token_file mode; it is re-read when it
-	// changes.
+	// changes. Default: none.
 	TokenFile string `json:"token_file,omitempty"`
-	// Callback configures the callback mode.
+	// Callback configures the callback mode. Default: none.
 	Callback *PushCallback `json:"callback,omitempty"`
 	// User is the placeholder the caddy mode takes the user id from.
 	// Default: {http.auth.user.id}.
@@ -51,8 +52,9 @@ type PushJWT struct {
 	Alg string `json:"alg,omitempty"`
 	// Key is the key itself: the secret for HS*, a PEM public key for the
 	// others. Placeholders such as {env.PUSH_JWT_SECRET} are expanded.
+	// Default: none (set key or key_file).
 	Key string `json:"key,omitempty"`
-	// KeyFile is a file holding the key, instead of Key.
+	// KeyFile is a file holding the key, instead of Key. Default: none.
 	KeyFile string `json:"key_file,omitempty"`
 	// UserClaim is the claim holding the user id. Default: sub.
 	UserClaim string `json:"user_claim,omitempty"`
@@ -73,7 +75,7 @@ type PushJWT struct {
 
 // PushCallback configures the callback mode.
 type PushCallback struct {
-	// URL receives the token and answers with the user id.
+	// URL receives the token and answers with the user id. Required.
 	URL string `json:"url"`
 	// Method is POST (JSON body {"token":"..."}) or GET (query parameter
 	// token). Default: POST.
