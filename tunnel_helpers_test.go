@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -189,14 +190,14 @@ func hostPort(addr string) (string, string) {
 
 func runtimeGoroutines() int { return runtime.NumGoroutine() }
 
-// startTunnelCaddy is startCaddy with new ports when one of them was taken
-// between the harness picking it and Caddy binding it: other test
-// processes on the machine open thousands of loopback connections, whose
-// ephemeral ports can land on the picked one.
+// startTunnelCaddy is startCaddy with ports picked below the kernel's
+// ephemeral range, and new ones if a port was taken anyway before Caddy
+// bound it: other test processes on the machine open thousands of loopback
+// connections, whose ephemeral ports land on ports picked with ":0".
 func startTunnelCaddy(t *testing.T, sites string) *testCaddy {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		tc := &testCaddy{t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t)}
+		tc := &testCaddy{t: t, HTTPPort: quietPort(t), HTTPSPort: quietPort(t), AdminPort: quietPort(t)}
 		if tc.HTTPPort == tc.HTTPSPort || tc.HTTPPort == tc.AdminPort || tc.HTTPSPort == tc.AdminPort {
 			continue
 		}
@@ -209,4 +210,20 @@ func startTunnelCaddy(t *testing.T, sites string) *testCaddy {
 			t.Fatalf("loading config: %v", err)
 		}
 	}
+}
+
+// quietPort returns a port below the ephemeral range (Linux: 32768 and up)
+// that was free on all interfaces a moment ago.
+func quietPort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		p := 20000 + mrand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return p
+	}
+	return freePort(t)
 }
