@@ -1,0 +1,76 @@
+package tunnel
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func TestTicketVerifierReadsClaimShapesAndRefusesBadTickets(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	v, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(c jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c).SignedString(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	exp := time.Now().Add(time.Minute).Unix()
+	for _, tt := range []struct {
+		claims jwt.MapClaims
+		want   string
+	}{
+		{jwt.MapClaims{"host": "10.0.0.1", "port": 5900, "exp": exp}, "10.0.0.1:5900"},
+		{jwt.MapClaims{"host": "10.0.0.1", "port": "5901", "exp": exp}, "10.0.0.1:5901"},
+		{jwt.MapClaims{"host": "::1", "port": 22, "exp": exp}, "[::1]:22"},
+		{jwt.MapClaims{"target": "unix//run/vnc.sock", "exp": exp}, "unix//run/vnc.sock"},
+	} {
+		got, err := v.Verify(sign(tt.claims))
+		if err != nil || got.String() != tt.want {
+			t.Fatalf("%v: got %v %v, want %s", tt.claims, got, err, tt.want)
+		}
+	}
+	for name, c := range map[string]jwt.MapClaims{
+		"no target":  {"exp": exp},
+		"no port":    {"host": "h", "exp": exp},
+		"bad port":   {"host": "h", "port": 70000, "exp": exp},
+		"float port": {"host": "h", "port": 22.5, "exp": exp},
+		"no exp":     {"target": "h:1"},
+		"expired":    {"target": "h:1", "exp": time.Now().Add(-time.Second).Unix()},
+	} {
+		if _, err := v.Verify(sign(c)); !errors.Is(err, ErrBadTicket) {
+			t.Fatalf("%s: err %v, want ErrBadTicket", name, err)
+		}
+	}
+	// Single use.
+	once := sign(jwt.MapClaims{"target": "h:1", "exp": exp, "jti": "x"})
+	if _, err := v.Verify(once); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(once); !errors.Is(err, ErrBadTicket) || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("replay: %v", err)
+	}
+}
+
+func TestNewTicketVerifierRefusesWeakOrPrivateKeys(t *testing.T) {
+	if _, err := NewTicketVerifier([]byte("short secret\n"), 0); err == nil {
+		t.Fatal("a 12-byte HMAC secret was accepted")
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	if _, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0); err == nil || !strings.Contains(err.Error(), "private") {
+		t.Fatalf("private key: %v", err)
+	}
+}
