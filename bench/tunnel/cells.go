@@ -90,6 +90,9 @@ func throughput(ctx context.Context, t target, size, conns int, dur time.Duratio
 		ss = append(ss, s)
 	}
 	windowMsgs := max(8, (256<<10)/size)
+	for i := range ss {
+		newPattern(uint64(i + 1))
+	}
 	before := pr.read()
 	start := time.Now()
 	end := start.Add(dur)
@@ -179,6 +182,9 @@ func roundTrips(ctx context.Context, t target, size int, dur time.Duration) (rtt
 			return res, err
 		}
 	}
+	if len(samples) == 0 {
+		return res, fmt.Errorf("no round trip measured")
+	}
 	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
 	res.N = len(samples)
 	res.P50 = samples[len(samples)/2]
@@ -193,7 +199,8 @@ func roundTripsOn(s stream, pat *pattern, buf []byte, dur time.Duration, samples
 	var off int64
 	const warmup = 50
 	end := time.Now().Add(dur)
-	for i := 0; i < 200000 && (i < warmup || time.Now().Before(end)); i++ {
+	// At least 20 samples per connection, however slow the peer.
+	for i := 0; i < 200000 && (i < warmup+20 || time.Now().Before(end)); i++ {
 		_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
 		t0 := time.Now()
 		if err := s.WriteMsg(pat.at(off, size)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 )
 
 // pattern is the byte stream one connection sends: a random period extended
@@ -21,7 +22,25 @@ const (
 	patternExt    = 256 << 10 // >= maxMsg and >= the largest read
 )
 
+var (
+	patternsMu sync.Mutex
+	patterns   = map[uint64]*pattern{}
+)
+
+// newPattern returns the (cached, read-only) pattern of seed, so that no
+// cell spends its timed part generating streams.
 func newPattern(seed uint64) *pattern {
+	patternsMu.Lock()
+	defer patternsMu.Unlock()
+	if p, ok := patterns[seed]; ok {
+		return p
+	}
+	p := genPattern(seed)
+	patterns[seed] = p
+	return p
+}
+
+func genPattern(seed uint64) *pattern {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	b := make([]byte, patternPeriod+patternExt)
 	for i := 0; i < patternPeriod; i += 8 {
