@@ -5,6 +5,7 @@
 //	go run ./bench/tunnel compare -caddy /tmp/x/caddy -runs 3
 //	go run ./bench/tunnel run -target ws://127.0.0.1:8080/ -cells tput
 //	go run ./bench/tunnel echo -listen 127.0.0.1:9000
+//	go run ./bench/tunnel table -json runs.json   # the table again, from compare -json
 //	go run ./bench/tunnel relay -upstream 127.0.0.1:9000 [-pool-reader] [-dial-early]
 //
 // Every cell is bounded in time and bytes and stops by itself; every echoed
@@ -48,6 +49,8 @@ func main() {
 		err = runRelay(os.Args[2:])
 	case "compare":
 		err = cmdCompare(ctx, os.Args[2:])
+	case "table":
+		err = cmdTable(os.Args[2:])
 	default:
 		printUsage()
 	}
@@ -58,7 +61,7 @@ func main() {
 }
 
 func printUsage() {
-	fmt.Fprintln(os.Stderr, "usage: tunnel echo|relay|run|compare [flags]  (-h after a subcommand lists its flags)")
+	fmt.Fprintln(os.Stderr, "usage: tunnel echo|relay|run|compare|table [flags]  (-h after a subcommand lists its flags)")
 	os.Exit(2)
 }
 
@@ -165,5 +168,33 @@ func cmdCompare(ctx context.Context, args []string) error {
 		}
 	}
 	writeTable(os.Stdout, peers, res, *runs)
+	return nil
+}
+
+// cmdTable prints the table again from a compare run's -json file.
+func cmdTable(args []string) error {
+	fs := flag.NewFlagSet("table", flag.ExitOnError)
+	in := fs.String("json", "", "figures written by compare -json")
+	order := fs.String("peers", "direct TCP,socat,websockify,caddyws", "columns, in order")
+	_ = fs.Parse(args)
+	b, err := os.ReadFile(*in)
+	if err != nil {
+		return err
+	}
+	res := results{}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("reading %s: %w", *in, err)
+	}
+	var peers []*peer
+	runs := 0
+	for _, n := range strings.Split(*order, ",") {
+		if _, ok := res[n]; ok {
+			peers = append(peers, &peer{target: target{Name: n}})
+			for _, v := range res[n] {
+				runs = max(runs, len(v))
+			}
+		}
+	}
+	writeTable(os.Stdout, peers, res, runs)
 	return nil
 }
