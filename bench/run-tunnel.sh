@@ -27,11 +27,12 @@ ulimit -n 65536 2>/dev/null || true
 
 # The machine may be shared (CI runners, other builds): run the whole
 # benchmark (load generator, echo upstream and every proxy alike) at a
-# higher priority when allowed, so outside load disturbs it less.
+# higher priority when allowed, so outside load disturbs it less. (No exec:
+# the EXIT trap removes the built binaries.)
 nice_cmd=()
 if nice -n -10 true 2>/dev/null; then
 	nice_cmd=(nice -n -10)
 fi
 
-exec "${nice_cmd[@]}" "$out/tunnel-bench" compare -caddy "$out/caddy" \
+"${nice_cmd[@]}" "$out/tunnel-bench" compare -caddy "$out/caddy" \
 	-runs "${RUNS:-3}" -dur "${DUR:-3s}" -json "${JSON:-/dev/null}" "$@"
