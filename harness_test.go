@@ -47,8 +47,18 @@ func freePort(t testing.TB) int {
 // added here) and stops Caddy when the test ends.
 func startCaddy(t *testing.T, sites string) *testCaddy {
 	t.Helper()
-	tc := &testCaddy{t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t)}
-	if err := tc.load(sites); err != nil {
+	// Ports below the ephemeral range (lowPorts), so that other processes'
+	// outgoing connections cannot take them between the check and the bind.
+	var tc *testCaddy
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		ports := lowPorts(t, 3)
+		tc = &testCaddy{t: t, HTTPPort: ports[0], HTTPSPort: ports[1], AdminPort: ports[2]}
+		if err = tc.load(sites); err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
 	t.Cleanup(func() {

@@ -14,7 +14,9 @@ func TestHarnessServesAndReloads(t *testing.T) {
 	respond "one"
 }`)
 	get := func() string {
-		resp, err := http.Get(tc.URL("/"))
+		// No keep-alive: a reused connection would still be served by the old config's server.
+		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := client.Get(tc.URL("/"))
 		if err != nil {
 			t.Fatalf("GET: %v", err)
 		}
