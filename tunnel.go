@@ -347,6 +347,7 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 	tunnelsActive.Inc()
 	defer tunnelsActive.Dec()
 	s := tunnel.NewSession(ws, h.Reader, tunnel.Options{
+		ReadHook:    &h.Hook,
 		BufferSize:  t.BufferSize,
 		IdleTimeout: time.Duration(t.IdleTimeout),
 	})

@@ -24,6 +24,35 @@ type Hijacker struct {
 	BufferSize int
 	// Reader is the reader handed to gorilla; set by Hijack.
 	Reader *bufio.Reader
+	// Hook runs whenever Reader must go to the network for more bytes: pass
+	// it to the Session (Options.ReadHook) so gathered frames are written
+	// upstream before a read that may block. Buffered() alone cannot tell:
+	// a control frame left in the buffer after the last data frame makes
+	// the next read block although Buffered() > 0.
+	Hook ReadHook
+}
+
+// ReadHook holds a function run before each network read of the client
+// connection. It is set and run by the goroutine that reads the WebSocket.
+type ReadHook struct{ fn func() }
+
+// Set installs fn.
+func (h *ReadHook) Set(fn func()) { h.fn = fn }
+
+// hookConn runs its hook before reading from the network.
+type hookConn struct {
+	net.Conn
+	hook *ReadHook
+}
+
+// Unwrap returns the wrapped connection.
+func (c hookConn) Unwrap() net.Conn { return c.Conn }
+
+func (c hookConn) Read(p []byte) (int, error) {
+	if c.hook.fn != nil {
+		c.hook.fn()
+	}
+	return c.Conn.Read(p)
 }
 
 // Hijack takes the connection over. Bytes a client pipelined behind its
@@ -39,13 +68,16 @@ func (h *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		conn = &prefixConn{Conn: conn, prefix: append([]byte(nil), early...)}
 	}
 	size := max(h.BufferSize, 4096)
+	// gorilla resets the reader onto the returned conn, so the hook must be
+	// in the conn itself.
+	src := hookConn{Conn: conn, hook: &h.Hook}
 	if v, ok := readerPool(size).Get().(*bufio.Reader); ok {
-		v.Reset(conn)
+		v.Reset(src)
 		h.Reader = v
 	} else {
-		h.Reader = bufio.NewReaderSize(conn, size)
+		h.Reader = bufio.NewReaderSize(src, size)
 	}
-	return conn, bufio.NewReadWriter(h.Reader, brw.Writer), nil
+	return src, bufio.NewReadWriter(h.Reader, brw.Writer), nil
 }
 
 // Release returns the reader for reuse by a later connection; call it once

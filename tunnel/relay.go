@@ -45,6 +45,9 @@ const smallReadSize = 4 << 10
 
 // Options tune a Session.
 type Options struct {
+	// ReadHook, when set (Hijacker.Hook), lets the relay write gathered
+	// client frames upstream right before a network read that may block.
+	ReadHook *ReadHook
 	// BufferSize is how much is read at once from the upstream (and so the
 	// largest frame sent to the client) and how much client data is gathered
 	// into one write to the upstream. Default: DefaultBufferSize.
@@ -268,6 +271,9 @@ func (s *Session) clientToUpstream(up net.Conn) {
 		}
 		return true
 	}
+	if s.opts.ReadHook != nil {
+		s.opts.ReadHook.Set(func() { flush() })
+	}
 	for {
 		_, r, err := s.ws.NextReader()
 		if err != nil {
@@ -403,6 +409,13 @@ func (s *Session) upstreamToClient(up net.Conn) {
 }
 
 func setNoDelay(c net.Conn) {
+	for {
+		u, ok := c.(interface{ Unwrap() net.Conn })
+		if !ok {
+			break
+		}
+		c = u.Unwrap()
+	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}

@@ -36,7 +36,9 @@ func newRelayServer(t testing.TB, upstream string, opts Options) *relayServer {
 		if err != nil {
 			return
 		}
-		s := NewSession(ws, h.Reader, opts)
+		o := opts
+		o.ReadHook = &h.Hook
+		s := NewSession(ws, h.Reader, o)
 		rs.mu.Lock()
 		rs.sessions = append(rs.sessions, s)
 		rs.mu.Unlock()
@@ -400,4 +402,26 @@ func TestRelayOutlivesTheServerReadTimeout(t *testing.T) {
 	echoMsg("before")
 	time.Sleep(time.Second) // twice the server's ReadTimeout
 	echoMsg("after")
+}
+
+// TestRelayFlushesWhenAControlFrameTrailsTheData sends a data frame and a
+// ping in one TCP segment, then waits for the echo. The ping left in the
+// read buffer must not make the relay hold the gathered data back while it
+// waits for a next frame that the client only sends after the echo.
+func TestRelayFlushesWhenAControlFrameTrailsTheData(t *testing.T) {
+	rs := newRelayServer(t, listen(t, echo), Options{})
+	ws := rs.dial(t)
+	defer ws.Close()
+	payload := []byte("0123456789")
+	// Masked frames with an all-zero key, so the payload bytes stay as they are.
+	raw := append([]byte{0x82, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
+	raw = append(raw, 0x89, 0x80, 0, 0, 0, 0) // ping, empty
+	if _, err := ws.NetConn().Write(raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+	_, p, err := ws.ReadMessage()
+	if err != nil || string(p) != string(payload) {
+		t.Fatalf("echo: read %q, %v; want %q", p, err, payload)
+	}
 }
