@@ -289,7 +289,13 @@ func (s *Session) clientToUpstream(up net.Conn) {
 			if len(pend) == cap(pend) && !flush() {
 				return
 			}
-			n, rerr := r.Read(pend[len(pend):cap(pend)])
+			start := len(pend)
+			n, rerr := r.Read(pend[start:cap(pend)])
+			if len(pend) < start {
+				// The read hook wrote what was gathered before this read
+				// went to the network: move the new bytes to the front.
+				copy(pend[len(pend):cap(pend)], pend[start:start+n])
+			}
 			pend = pend[:len(pend)+n]
 			if rerr != nil {
 				break // io.EOF: message done; anything else NextReader reports again
