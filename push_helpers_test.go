@@ -130,7 +130,8 @@ func expectSilence(t testing.TB, c *websocket.Conn, d time.Duration) {
 	}
 }
 
-var pushHTTP = &http.Client{Timeout: 10 * time.Second}
+// Longer than the handler's 10 s publish timeout, so a test sees its 503 rather than racing it.
+var pushHTTP = &http.Client{Timeout: 15 * time.Second}
 
 // postPush publishes body with the bearer key (none when key is "").
 func postPush(t testing.TB, url, key, body string) (int, string) {
