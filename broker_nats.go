@@ -1,7 +1,6 @@
 package caddyws
 
 import (
-	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -132,35 +131,35 @@ func (n *NATSBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt {
 		case "prefix":
-			err = brokerArg(d, &n.Prefix)
+			err = oneArg(d, &n.Prefix)
 		case "stream":
-			err = brokerArg(d, &n.Stream)
+			err = oneArg(d, &n.Stream)
 		case "storage":
-			err = brokerArg(d, &n.Storage)
+			err = oneArg(d, &n.Storage)
 		case "replicas":
-			err = brokerInt(d, &n.Replicas)
+			n.Replicas, err = intArg(d)
 		case "username":
-			err = brokerArg(d, &n.Username)
+			err = oneArg(d, &n.Username)
 		case "password":
-			err = brokerArg(d, &n.Password)
+			err = oneArg(d, &n.Password)
 		case "token":
-			err = brokerArg(d, &n.Token)
+			err = oneArg(d, &n.Token)
 		case "creds":
-			err = brokerArg(d, &n.Creds)
+			err = oneArg(d, &n.Creds)
 		case "nkey":
-			err = brokerArg(d, &n.NKey)
+			err = oneArg(d, &n.NKey)
 		case "tls_ca":
-			err = brokerArg(d, &n.TLSCA)
+			err = oneArg(d, &n.TLSCA)
 		case "tls_cert":
-			err = brokerArg(d, &n.TLSCert)
+			err = oneArg(d, &n.TLSCert)
 		case "tls_key":
-			err = brokerArg(d, &n.TLSKey)
+			err = oneArg(d, &n.TLSKey)
 		case "tls_server_name":
-			err = brokerArg(d, &n.TLSServerName)
+			err = oneArg(d, &n.TLSServerName)
 		case "timeout":
-			err = brokerDuration(d, &n.Timeout)
+			err = durationArg(d, &n.Timeout, true)
 		case "reconnect_wait":
-			err = brokerDuration(d, &n.ReconnectWait)
+			err = durationArg(d, &n.ReconnectWait, true)
 		default:
 			return d.Errf("unknown nats broker option %q", opt)
 		}
@@ -168,45 +167,6 @@ func (n *NATSBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-// brokerArg, brokerInt and brokerDuration read the single argument of a
-// broker option (shared by the nats and redis brokers).
-func brokerArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func brokerInt(d *caddyfile.Dispenser, dst *int) error {
-	var s string
-	if err := brokerArg(d, &s); err != nil {
-		return err
-	}
-	v, err := strconv.Atoi(s)
-	if err != nil || v < 0 {
-		return d.Errf("want a non-negative integer, got %q", s)
-	}
-	*dst = v
-	return nil
-}
-
-func brokerDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var s string
-	if err := brokerArg(d, &s); err != nil {
-		return err
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v <= 0 {
-		return d.Errf("bad duration %q", s)
-	}
-	*dst = caddy.Duration(v)
 	return nil
 }
 

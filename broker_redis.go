@@ -137,32 +137,32 @@ func (r *RedisBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "master_name":
-			err = brokerArg(d, &r.MasterName)
+			err = oneArg(d, &r.MasterName)
 		case "username":
-			err = brokerArg(d, &r.Username)
+			err = oneArg(d, &r.Username)
 		case "password":
-			err = brokerArg(d, &r.Password)
+			err = oneArg(d, &r.Password)
 		case "db":
-			err = brokerInt(d, &r.DB)
+			r.DB, err = intArg(d)
 		case "tls":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			r.TLS = true
 		case "tls_ca":
-			err = brokerArg(d, &r.TLSCA)
+			err = oneArg(d, &r.TLSCA)
 		case "tls_cert":
-			err = brokerArg(d, &r.TLSCert)
+			err = oneArg(d, &r.TLSCert)
 		case "tls_key":
-			err = brokerArg(d, &r.TLSKey)
+			err = oneArg(d, &r.TLSKey)
 		case "tls_server_name":
-			err = brokerArg(d, &r.TLSServerName)
+			err = oneArg(d, &r.TLSServerName)
 		case "prefix":
-			err = brokerArg(d, &r.Prefix)
+			err = oneArg(d, &r.Prefix)
 		case "timeout":
-			err = brokerDuration(d, &r.Timeout)
+			err = durationArg(d, &r.Timeout, true)
 		case "reconnect_wait":
-			err = brokerDuration(d, &r.ReconnectWait)
+			err = durationArg(d, &r.ReconnectWait, true)
 		default:
 			return d.Errf("unknown redis broker option %q", opt)
 		}

@@ -67,11 +67,8 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch opt {
 		case "upstream", "targets", "jwt_key", "token_param":
 			var v string
-			if !d.Args(&v) {
-				return d.ArgErr()
-			}
-			if d.NextArg() {
-				return d.ArgErr()
+			if err := oneArg(d, &v); err != nil {
+				return err
 			}
 			switch opt {
 			case "upstream":
@@ -104,8 +101,8 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "dial_timeout", "idle_timeout", "close_delay":
 			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return d.ArgErr()
+			if err := oneArg(d, &v); err != nil {
+				return err
 			}
 			dur, err := caddy.ParseDuration(v)
 			if err != nil {
@@ -125,8 +122,8 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "max_connections":
 			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return d.ArgErr()
+			if err := oneArg(d, &v); err != nil {
+				return err
 			}
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
@@ -135,8 +132,8 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			t.MaxConnections = n
 		case "buffer_size":
 			var v string
-			if !d.Args(&v) || d.NextArg() {
-				return d.ArgErr()
+			if err := oneArg(d, &v); err != nil {
+				return err
 			}
 			n, err := humanize.ParseBytes(v)
 			if err != nil || n < 1024 || n > 16<<20 {
@@ -172,3 +169,45 @@ func checkUpstream(d *caddyfile.Dispenser, v string) error {
 }
 
 var _ caddyfile.Unmarshaler = (*Tunnel)(nil)
+
+// oneArg reads the single argument of the current option into dst. The
+// option readers below are shared by both directives and the broker modules.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+// intArg reads a non-negative integer argument.
+func intArg(d *caddyfile.Dispenser) (int, error) {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		return 0, d.Errf("%s: want a non-negative integer, got %q", opt, s)
+	}
+	return n, nil
+}
+
+// durationArg reads a duration argument: zero or more, or more than zero
+// when positive is set.
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration, positive bool) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v < 0 || (positive && v == 0) {
+		return d.Errf("bad duration %q", s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}

@@ -84,23 +84,23 @@ func (p *Push) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt {
 		case "hub":
-			err = pushOneArg(d, &p.Hub)
+			err = oneArg(d, &p.Hub)
 		case "auth":
 			p.Auth, err = parsePushAuth(d)
 		case "token_param":
 			if p.Auth == nil {
 				return d.Err("token_param must follow auth")
 			}
-			err = pushOneArg(d, &p.Auth.TokenParam)
+			err = oneArg(d, &p.Auth.TokenParam)
 		case "publish_key":
-			err = pushOneArg(d, &p.PublishKey)
+			err = oneArg(d, &p.PublishKey)
 		case "publish_jwt":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			p.PublishJWT, err = parsePushJWT(d)
 		case "publish_auth":
-			if err = pushOneArg(d, &p.PublishAuth); err == nil && p.PublishAuth != "none" {
+			if err = oneArg(d, &p.PublishAuth); err == nil && p.PublishAuth != "none" {
 				return d.Errf("publish_auth takes only 'none', got %q", p.PublishAuth)
 			}
 		case "origins":
@@ -113,21 +113,21 @@ func (p *Push) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "max_body_size":
 			p.MaxBodySize, err = pushSizeArg(d)
 		case "max_events":
-			p.MaxEvents, err = pushIntArg(d)
+			p.MaxEvents, err = intArg(d)
 		case "max_connections":
-			p.MaxConnections, err = pushIntArg(d)
+			p.MaxConnections, err = intArg(d)
 		case "max_connections_per_user":
-			p.MaxConnectionsPerUser, err = pushIntArg(d)
+			p.MaxConnectionsPerUser, err = intArg(d)
 		case "queue_size":
-			p.QueueSize, err = pushIntArg(d)
+			p.QueueSize, err = intArg(d)
 		case "ping_interval":
-			err = pushDurationArg(d, &p.PingInterval)
+			err = durationArg(d, &p.PingInterval, false)
 		case "pong_timeout":
-			err = pushDurationArg(d, &p.PongTimeout)
+			err = durationArg(d, &p.PongTimeout, false)
 		case "write_timeout":
-			err = pushDurationArg(d, &p.WriteTimeout)
+			err = durationArg(d, &p.WriteTimeout, false)
 		case "auth_timeout":
-			err = pushDurationArg(d, &p.AuthTimeout)
+			err = durationArg(d, &p.AuthTimeout, false)
 		case "history":
 			err = p.parseHistory(d)
 		case "broker":
@@ -157,26 +157,26 @@ func parsePushAuth(d *caddyfile.Dispenser) (*PushAuth, error) {
 		a.JWT = j
 		return a, err
 	case "token_file":
-		if err := pushOneArg(d, &a.TokenFile); err != nil {
+		if err := oneArg(d, &a.TokenFile); err != nil {
 			return nil, err
 		}
 	case "callback":
 		a.Callback = &PushCallback{}
-		if err := pushOneArg(d, &a.Callback.URL); err != nil {
+		if err := oneArg(d, &a.Callback.URL); err != nil {
 			return nil, err
 		}
 		for nesting := d.Nesting(); d.NextBlock(nesting); {
 			switch d.Val() {
 			case "timeout":
-				if err := pushDurationArg(d, &a.Callback.Timeout); err != nil {
+				if err := durationArg(d, &a.Callback.Timeout, false); err != nil {
 					return nil, err
 				}
 			case "cache_ttl":
-				if err := pushDurationArg(d, &a.Callback.CacheTTL); err != nil {
+				if err := durationArg(d, &a.Callback.CacheTTL, false); err != nil {
 					return nil, err
 				}
 			case "method":
-				if err := pushOneArg(d, &a.Callback.Method); err != nil {
+				if err := oneArg(d, &a.Callback.Method); err != nil {
 					return nil, err
 				}
 			case "header":
@@ -221,21 +221,21 @@ func parsePushJWT(d *caddyfile.Dispenser) (*PushJWT, error) {
 		var err error
 		switch opt {
 		case "alg":
-			err = pushOneArg(d, &j.Alg)
+			err = oneArg(d, &j.Alg)
 		case "key":
-			err = pushOneArg(d, &j.Key)
+			err = oneArg(d, &j.Key)
 		case "key_file":
-			err = pushOneArg(d, &j.KeyFile)
+			err = oneArg(d, &j.KeyFile)
 		case "user_claim":
-			err = pushOneArg(d, &j.UserClaim)
+			err = oneArg(d, &j.UserClaim)
 		case "events_claim":
-			err = pushOneArg(d, &j.EventsClaim)
+			err = oneArg(d, &j.EventsClaim)
 		case "issuer":
-			err = pushOneArg(d, &j.Issuer)
+			err = oneArg(d, &j.Issuer)
 		case "audience":
-			err = pushOneArg(d, &j.Audience)
+			err = oneArg(d, &j.Audience)
 		case "leeway":
-			err = pushDurationArg(d, &j.Leeway)
+			err = durationArg(d, &j.Leeway, false)
 		case "require":
 			args := d.RemainingArgs()
 			if len(args) != 2 {
@@ -293,33 +293,9 @@ func (p *Push) parseBroker(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func pushOneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func pushIntArg(d *caddyfile.Dispenser) (int, error) {
-	opt := d.Val()
-	var s string
-	if err := pushOneArg(d, &s); err != nil {
-		return 0, err
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		return 0, d.Errf("%s: want a non-negative integer, got %q", opt, s)
-	}
-	return n, nil
-}
-
 func pushSizeArg(d *caddyfile.Dispenser) (int64, error) {
 	var s string
-	if err := pushOneArg(d, &s); err != nil {
+	if err := oneArg(d, &s); err != nil {
 		return 0, err
 	}
 	n, err := humanize.ParseBytes(s)
@@ -327,19 +303,6 @@ func pushSizeArg(d *caddyfile.Dispenser) (int64, error) {
 		return 0, d.Errf("bad size %q", s)
 	}
 	return int64(n), nil
-}
-
-func pushDurationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var s string
-	if err := pushOneArg(d, &s); err != nil {
-		return err
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v < 0 {
-		return d.Errf("bad duration %q", s)
-	}
-	*dst = caddy.Duration(v)
-	return nil
 }
 
 // Interface guard
