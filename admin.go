@@ -9,7 +9,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/caddyws/caddyws/push"
+	"github.com/caddyws/caddyws/internal/push"
 )
 
 func init() {

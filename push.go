@@ -18,8 +18,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyws/caddyws/broker"
-	"github.com/caddyws/caddyws/push"
-	"github.com/caddyws/caddyws/push/auth"
+	"github.com/caddyws/caddyws/internal/push"
+	"github.com/caddyws/caddyws/internal/push/auth"
 )
 
 // Push is the websocket_push handler: browsers subscribe with a WebSocket
@@ -251,7 +251,7 @@ func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusForbidden, "origin not allowed")
 		return
 	}
-	sess := push.Session{
+	sess := push.ConnOptions{
 		Verifier:      p.verifier,
 		MaxFrameSize:  p.MaxFrameSize,
 		MaxEvents:     p.MaxEvents,

@@ -11,7 +11,7 @@ import (
 
 	"github.com/caddyws/caddyws/broker"
 	"github.com/caddyws/caddyws/broker/memory"
-	"github.com/caddyws/caddyws/push/auth"
+	"github.com/caddyws/caddyws/internal/push/auth"
 )
 
 // PushAuth says who a subscriber is. Exactly one mode per handler.

@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
-	"github.com/caddyws/caddyws/push"
+	"github.com/caddyws/caddyws/internal/push"
 )
 
 // Hubs outlive config reloads: they sit in a caddy.UsagePool keyed by name

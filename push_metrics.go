@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/caddyws/caddyws/push"
+	"github.com/caddyws/caddyws/internal/push"
 )
 
 // The push collectors live as long as the process (hubs outlive config

@@ -17,7 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
-	"github.com/caddyws/caddyws/tunnel"
+	"github.com/caddyws/caddyws/internal/tunnel"
 )
 
 // Tunnel is the websocket_tunnel handler: it upgrades WebSocket requests and

@@ -16,7 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/caddyws/caddyws/tunnel"
+	"github.com/caddyws/caddyws/internal/tunnel"
 )
 
 var errConnRefused = syscall.ECONNREFUSED

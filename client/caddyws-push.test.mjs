@@ -2,7 +2,7 @@
 //
 // A scripted WebSocket stands in for the network so that back-off, close-code
 // policy, recovery positions and de-duplication can be checked step by step.
-// The same module runs against a real Caddy in e2e/ (Node and Chromium).
+// The same module runs against a real Caddy in integration/e2e/ (Node and Chromium).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PushClient, backoffDelay, shouldReconnect, FATAL_CLOSE_CODES } from './caddyws-push.js';

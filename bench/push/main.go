@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command push loads a websocket_push endpoint: it opens N subscribers
 // (classic first frame {"token","event"}, spread over users and events and
 // over several loopback source addresses), measures the server's memory per

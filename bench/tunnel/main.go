@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command tunnel measures WebSocket-to-TCP tunnels against direct TCP and a
 // socat relay, all in one run on loopback: verified-echo throughput, round
 // trip latency, connections per second, and the proxy's CPU and memory.

@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -10,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyws/caddyws/tunnel"
+	"github.com/caddyws/caddyws/internal/tunnel"
 	"github.com/gorilla/websocket"
 )
 

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/caddyws/caddyws/internal/fileid"
 )
 
 // ErrUnknownToken is returned for a token the token file does not list.
@@ -166,7 +168,7 @@ func (tf *TokenFile) signature() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("token file: %w", err)
 		}
-		fmt.Fprintf(&b, "%s|%d|%d|%v;", f, fi.Size(), fi.ModTime().UnixNano(), fileID(fi))
+		fmt.Fprintf(&b, "%s|%d|%d|%v;", f, fi.Size(), fi.ModTime().UnixNano(), fileid.Of(fi))
 	}
 	return b.String(), nil
 }

@@ -10,10 +10,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/caddyws/caddyws/internal/fileid"
 
 	"go.uber.org/zap"
 )
@@ -174,11 +175,7 @@ func stampOf(path string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	st := fileStamp{size: uint64(fi.Size()), mtime: fi.ModTime()}
-	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-		st.ino = sys.Ino
-	}
-	return st, nil
+	return fileStamp{size: uint64(fi.Size()), mtime: fi.ModTime(), ino: fileid.Of(fi)}, nil
 }
 
 func (f *TokenFile) load(st fileStamp) error {

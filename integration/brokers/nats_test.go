@@ -1,4 +1,6 @@
-package nats
+// Package brokers tests the brokers against real servers (an embedded
+// nats-server), kept out of the module users import.
+package brokers
 
 import (
 	"context"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/caddyws/caddyws/broker"
 	"github.com/caddyws/caddyws/broker/brokertest"
+	caddynats "github.com/caddyws/caddyws/broker/nats"
 )
 
 // testServer is a real NATS server with JetStream, embedded, on a fixed
@@ -59,8 +62,8 @@ func (ts *testServer) stop() {
 
 func (ts *testServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", ts.port) }
 
-func testConfig(ts *testServer) Config {
-	return Config{URL: ts.url(), ReconnectWait: 100 * time.Millisecond, Timeout: time.Second}
+func testConfig(ts *testServer) caddynats.Config {
+	return caddynats.Config{URL: ts.url(), ReconnectWait: 100 * time.Millisecond, Timeout: time.Second}
 }
 
 func TestConformance(t *testing.T) {
@@ -87,15 +90,15 @@ func TestConformance(t *testing.T) {
 			js, _ := jetstream.New(nc)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if err := js.DeleteStream(ctx, DefaultStream); err != nil {
+			if err := js.DeleteStream(ctx, caddynats.DefaultStream); err != nil {
 				t.Fatalf("deleting the jetstream stream: %v", err)
 			}
 		},
 	})
 }
 
-func startBroker(t *testing.T, cfg Config, h broker.History, handler broker.Handler) broker.Broker {
-	b, err := New(cfg, h, zaptest.NewLogger(t))
+func startBroker(t *testing.T, cfg caddynats.Config, h broker.History, handler broker.Handler) broker.Broker {
+	b, err := caddynats.New(cfg, h, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

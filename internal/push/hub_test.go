@@ -16,7 +16,7 @@ import (
 
 	"github.com/caddyws/caddyws/broker"
 	"github.com/caddyws/caddyws/broker/memory"
-	"github.com/caddyws/caddyws/push/auth"
+	"github.com/caddyws/caddyws/internal/push/auth"
 )
 
 // Engine tests without Caddy: a hub behind an httptest server.
@@ -38,7 +38,7 @@ func newTestHub(t *testing.T, opts Options) (*Hub, string) {
 			h.Release()
 			return
 		}
-		go h.Serve(ws, Session{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10,
+		go h.Serve(ws, ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10,
 			AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second})
 	}))
 	t.Cleanup(func() { h.Close(); srv.Close() })
@@ -205,7 +205,7 @@ func TestIdentityExpiryAndAuthErrors(t *testing.T) {
 			h.Release()
 			return
 		}
-		go h.Serve(ws, Session{Verifier: expiring{700 * time.Millisecond}, MaxFrameSize: 4096,
+		go h.Serve(ws, ConnOptions{Verifier: expiring{700 * time.Millisecond}, MaxFrameSize: 4096,
 			AuthTimeout: time.Second, VerifyTimeout: time.Second})
 	}))
 	defer srv.Close()
@@ -308,7 +308,7 @@ func TestRecoveryDedupDuringReplay(t *testing.T) {
 			h.Release()
 			return
 		}
-		go h.Serve(ws, Session{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, AuthTimeout: time.Second, VerifyTimeout: time.Second})
+		go h.Serve(ws, ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, AuthTimeout: time.Second, VerifyTimeout: time.Second})
 	}))
 	defer srv.Close()
 	url := "ws" + strings.TrimPrefix(srv.URL, "http")

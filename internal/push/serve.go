@@ -9,12 +9,12 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
-	"github.com/caddyws/caddyws/push/auth"
+	"github.com/caddyws/caddyws/internal/push/auth"
 )
 
-// Session is what a handler decides about one subscriber before the hub
+// ConnOptions is what a handler decides about one subscriber before the hub
 // takes it over.
-type Session struct {
+type ConnOptions struct {
 	// Verifier checks tokens (nil: tokens are not accepted, only Identity).
 	Verifier auth.Verifier
 	// Identity, when set, is known at upgrade time (query token, header,
@@ -46,7 +46,7 @@ func (e errClose) Error() string { return fmt.Sprintf("close %d: %s", e.code, e.
 // goroutine and, once the connection is registered, on a fresh one (see
 // run): call it with go. ws must be freshly upgraded; the slot reserved
 // with Reserve is released when the connection ends.
-func (h *Hub) Serve(ws *websocket.Conn, s Session) {
+func (h *Hub) Serve(ws *websocket.Conn, s ConnOptions) {
 	c := &Conn{hub: h, ws: ws, nc: ws.NetConn(), id: h.seq.Add(1)}
 	h.track(c)
 
@@ -76,7 +76,7 @@ func (h *Hub) Serve(ws *websocket.Conn, s Session) {
 // stack, and a stack only shrinks by halves at GC: so once the connection
 // is registered the reading moves to a fresh goroutine (moved), whose
 // small stack is what an idle subscriber keeps.
-func (h *Hub) run(c *Conn, s Session, alive time.Duration, start time.Time, moved bool) {
+func (h *Hub) run(c *Conn, s ConnOptions, alive time.Duration, start time.Time, moved bool) {
 	code, reason, handedOver := h.serve(c, s, alive, start, moved)
 	if handedOver {
 		return
@@ -105,7 +105,7 @@ func (h *Hub) run(c *Conn, s Session, alive time.Duration, start time.Time, move
 // serve is the read loop; it returns the close code to send (0: none, the
 // connection already closed or is closing), or handedOver when it started
 // a fresh goroutine to go on reading.
-func (h *Hub) serve(c *Conn, s Session, alive time.Duration, start time.Time, moved bool) (code int, reason string, handedOver bool) {
+func (h *Hub) serve(c *Conn, s ConnOptions, alive time.Duration, start time.Time, moved bool) (code int, reason string, handedOver bool) {
 	log := h.log
 	handOver := func() bool {
 		if moved || !c.isRegistered() {
@@ -157,7 +157,7 @@ func (h *Hub) serve(c *Conn, s Session, alive time.Duration, start time.Time, mo
 	}
 }
 
-func (h *Hub) handleFrame(c *Conn, s Session, f ClientFrame) *errClose {
+func (h *Hub) handleFrame(c *Conn, s ConnOptions, f ClientFrame) *errClose {
 	connected := c.isRegistered()
 	if !connected {
 		if f.Type != "" && f.Type != "connect" {
@@ -193,7 +193,7 @@ func (h *Hub) handleFrame(c *Conn, s Session, f ClientFrame) *errClose {
 	return nil
 }
 
-func (h *Hub) verify(s Session, token string) (auth.Identity, *errClose) {
+func (h *Hub) verify(s ConnOptions, token string) (auth.Identity, *errClose) {
 	if s.Verifier == nil {
 		return auth.Identity{}, &errClose{CloseUnauthorized, "tokens are not accepted here"}
 	}
@@ -216,7 +216,7 @@ func (h *Hub) verify(s Session, token string) (auth.Identity, *errClose) {
 
 // connect registers an authenticated connection and subscribes it to the
 // events of its first frame.
-func (h *Hub) connect(c *Conn, s Session, id auth.Identity, f ClientFrame) *errClose {
+func (h *Hub) connect(c *Conn, s ConnOptions, id auth.Identity, f ClientFrame) *errClose {
 	c.user = id.User
 	c.expires = id.Expires
 	if id.Events != nil {
@@ -250,7 +250,7 @@ func (c *Conn) mayJoin(e string) bool {
 	return ok
 }
 
-func (h *Hub) subscribe(c *Conn, s Session, events []string, rec map[string]Position, ack string) *errClose {
+func (h *Hub) subscribe(c *Conn, s ConnOptions, events []string, rec map[string]Position, ack string) *errClose {
 	ok := events[:0:0]
 	for _, e := range events {
 		if c.mayJoin(e) {

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	_, file, _, _ := runtime.Caller(0)
-	repoRoot = filepath.Dir(filepath.Dir(file))
+	repoRoot = filepath.Dir(filepath.Dir(filepath.Dir(file)))
 	dir, err := os.MkdirTemp("", "caddyws-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)

@@ -64,7 +64,7 @@ func buildCaddy(out string) error {
 	args = append(args, "./cmd/caddy")
 	cmd := exec.Command("go", args...)
 	_, file, _, _ := runtime.Caller(0)
-	cmd.Dir = filepath.Dir(filepath.Dir(file))
+	cmd.Dir = filepath.Dir(filepath.Dir(filepath.Dir(file)))
 	start := time.Now()
 	b, err := cmd.CombinedOutput()
 	if err != nil {

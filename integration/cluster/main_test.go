@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	_, file, _, _ := runtime.Caller(0)
-	repoRoot = filepath.Dir(filepath.Dir(file))
+	repoRoot = filepath.Dir(filepath.Dir(filepath.Dir(file)))
 	dir, err := os.MkdirTemp("", "caddyws-cluster-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cluster: temp dir:", err)
