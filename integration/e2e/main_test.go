@@ -23,7 +23,7 @@ import (
 // caddyBin is the Caddy built once for the whole suite.
 var caddyBin string
 
-// repoRoot is the module root (e2e's parent).
+// repoRoot is the repository root (two levels above e2e).
 var repoRoot string
 
 func TestMain(m *testing.M) {
