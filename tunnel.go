@@ -173,8 +173,7 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 	}
 	t.upgrader = &websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		// ReadBufferSize 0 makes gorilla reuse the reader tunnel.Hijacker
-		// hands it, whose fill level drives write coalescing.
+		// tunnel.Accept sets the client reader (buffer_size bytes).
 		WriteBufferSize: 4096,
 		WriteBufferPool: writeBufferPool,
 		Subprotocols:    t.Subprotocols,
@@ -333,8 +332,10 @@ func lastPathSegment(p string) string {
 
 // relay upgrades, dials and runs the tunnel, then logs and counts it.
 func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Target) {
-	h := &tunnel.Hijacker{ResponseWriter: w, Inner: hijacker{w}, BufferSize: t.BufferSize}
-	ws, err := t.upgrader.Upgrade(h, r, nil)
+	s, err := tunnel.Accept(w, r, t.upgrader, tunnel.Options{
+		BufferSize:  t.BufferSize,
+		IdleTimeout: time.Duration(t.IdleTimeout),
+	})
 	if err != nil {
 		// gorilla has answered the request (or the hijack failed).
 		tunnelsTotal.WithLabelValues(resultUpgradeFailed).Inc()
@@ -343,14 +344,8 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 		}
 		return
 	}
-	defer h.Release() // deferred first, so it runs after the session ended
 	tunnelsActive.Inc()
 	defer tunnelsActive.Dec()
-	s := tunnel.NewSession(ws, h.Reader, tunnel.Options{
-		ReadHook:    &h.Hook,
-		BufferSize:  t.BufferSize,
-		IdleTimeout: time.Duration(t.IdleTimeout),
-	})
 	unregister := sessions.add(s, t)
 	defer unregister()
 
@@ -371,7 +366,7 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 	t.logger.Info("tunnel closed",
 		zap.String("client", r.RemoteAddr),
 		zap.String("upstream", target.String()),
-		zap.String("subprotocol", ws.Subprotocol()),
+		zap.String("subprotocol", s.Subprotocol()),
 		zap.Int64("bytes_up", res.BytesUp),
 		zap.Int64("bytes_down", res.BytesDown),
 		zap.Duration("duration", res.Duration),
