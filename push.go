@@ -163,7 +163,17 @@ func (p *Push) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// setDefaults is where the handler's defaults are set. The hub settings
+// (queue_size, ping_interval, pong_timeout, write_timeout) stay zero here:
+// zero means "not set on this handler" when handlers sharing a hub merge
+// their settings, and package push defaults them when the hub is made.
 func (p *Push) setDefaults() {
+	if p.Auth != nil {
+		p.Auth.setDefaults()
+	}
+	if p.PublishJWT != nil {
+		p.PublishJWT.setDefaults()
+	}
 	if p.Hub == "" {
 		p.Hub = "default"
 	}
