@@ -144,16 +144,7 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unknown websocket_tunnel option %q", opt)
 		}
 	}
-	sources := 0
-	for _, v := range []string{t.Upstream, t.Targets, t.JWTKey} {
-		if v != "" {
-			sources++
-		}
-	}
-	if sources != 1 {
-		return d.Err("websocket_tunnel needs exactly one of: an upstream, targets, jwt_key")
-	}
-	return nil
+	return nil // Validate checks that exactly one target source is set
 }
 
 // checkUpstream reports a malformed fixed upstream at its line; one with

@@ -101,12 +101,10 @@ func TestTunnelCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		in, want string
 		line     int
 	}{
-		{"websocket_tunnel", "exactly one of", 1},
 		{"websocket_tunnel a:1 b:2", "wrong argument count", 1},
 		{"websocket_tunnel a:1 {\n\tupstream b:2\n}", "given twice", 2},
 		{"websocket_tunnel {\n\tupstream a:1\n\tdial_timeout 1s\n\tdial_timeout 2s\n}", "given twice", 4},
 		{"websocket_tunnel {\n\tupstream a:1\n\tbogus 1\n}", `unknown websocket_tunnel option "bogus"`, 3},
-		{"websocket_tunnel {\n\tupstream a:1\n\ttargets /f\n}", "exactly one of", 4},
 		{"websocket_tunnel {\n\tupstream\n}", "wrong argument count", 2},
 		{"websocket_tunnel {\n\tupstream a:1\n\tdial_timeout soon\n}", "dial_timeout", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\tidle_timeout -1s\n}", "negative", 3},

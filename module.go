@@ -6,12 +6,13 @@
 //     WebSocket, backends publish with an HTTP POST.
 //
 // This file registers both and holds what both handlers share: the hijack
-// adapter gorilla needs on Caddy >= 2.11.5, the origin check, and JSON errors.
+// adapter gorilla needs on Caddy >= 2.11.5, the origin check, and refusals.
 package caddyws
 
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func init() {
@@ -87,11 +89,21 @@ func originAllowed(r *http.Request, allowed []string) bool {
 	return false
 }
 
-// writeJSONError answers a request that is refused before any upgrade with a
-// status and a small JSON body: {"error": "..."}.
-func writeJSONError(w http.ResponseWriter, status int, msg string) {
+// refuse answers a request refused before any upgrade. When the request's
+// server has error routes (handle_errors), the refusal is returned to Caddy
+// as a caddyhttp.HandlerError, so the site shapes the answer with
+// {err.status_code} and {err.message}; headers set before (Allow,
+// WWW-Authenticate) stay. Otherwise it is answered here with the status and
+// a small JSON body, {"error": "..."}: Caddy's own answer to a returned
+// error has an empty body, and the clients of these endpoints (scripts,
+// backends, browser code) need the reason.
+func refuse(w http.ResponseWriter, r *http.Request, status int, msg string) error {
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
+		return caddyhttp.Error(status, errors.New(msg))
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	return nil
 }

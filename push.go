@@ -163,7 +163,17 @@ func (p *Push) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// setDefaults is where the handler's defaults are set. The hub settings
+// (queue_size, ping_interval, pong_timeout, write_timeout) stay zero here:
+// zero means "not set on this handler" when handlers sharing a hub merge
+// their settings, and package push defaults them when the hub is made.
 func (p *Push) setDefaults() {
+	if p.Auth != nil {
+		p.Auth.setDefaults()
+	}
+	if p.PublishJWT != nil {
+		p.PublishJWT.setDefaults()
+	}
 	if p.Hub == "" {
 		p.Hub = "default"
 	}
@@ -226,30 +236,28 @@ func (p *Push) Cleanup() error {
 	return p.ref.release()
 }
 
-// ServeHTTP subscribes WebSocket upgrades and publishes POSTs.
+// ServeHTTP subscribes WebSocket upgrades and publishes POSTs. Refusals
+// before an upgrade go through refuse (module.go).
 func (p *Push) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	switch {
 	case isExtendedConnect(r):
-		writeJSONError(w, http.StatusHTTPVersionNotSupported, "websocket_push needs WebSocket over HTTP/1.1")
+		return refuse(w, r, http.StatusHTTPVersionNotSupported, "websocket_push needs WebSocket over HTTP/1.1")
 	case websocket.IsWebSocketUpgrade(r):
-		p.subscribe(w, r)
+		return p.subscribe(w, r)
 	case r.Method == http.MethodPost:
-		p.publish(w, r)
+		return p.publish(w, r)
 	default:
 		w.Header().Set("Allow", http.MethodPost)
-		writeJSONError(w, http.StatusMethodNotAllowed, "publish with POST, subscribe with a WebSocket upgrade")
+		return refuse(w, r, http.StatusMethodNotAllowed, "publish with POST, subscribe with a WebSocket upgrade")
 	}
-	return nil
 }
 
-func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) {
+func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) error {
 	if p.Auth == nil {
-		writeJSONError(w, http.StatusForbidden, "subscribing is not enabled on this route (no auth configured)")
-		return
+		return refuse(w, r, http.StatusForbidden, "subscribing is not enabled on this route (no auth configured)")
 	}
 	if !originAllowed(r, p.Origins) {
-		writeJSONError(w, http.StatusForbidden, "origin not allowed")
-		return
+		return refuse(w, r, http.StatusForbidden, "origin not allowed")
 	}
 	sess := push.ConnOptions{
 		Verifier:      p.verifier,
@@ -269,8 +277,7 @@ func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) {
 			user = repl.ReplaceKnown(p.Auth.User, "")
 		}
 		if user == "" {
-			writeJSONError(w, http.StatusUnauthorized, "no authenticated user on this request")
-			return
+			return refuse(w, r, http.StatusUnauthorized, "no authenticated user on this request")
 		}
 		sess.Identity = &auth.Identity{User: user}
 	default:
@@ -280,40 +287,36 @@ func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := p.ref.hub().Reserve(); err != nil {
-		writeJSONError(w, http.StatusServiceUnavailable, "too many connections")
-		return
+		return refuse(w, r, http.StatusServiceUnavailable, "too many connections")
 	}
 	ws, err := p.upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
 		p.ref.hub().Release()
 		p.logger.Debug("websocket upgrade failed", zap.Error(err))
-		return
+		return nil // gorilla has answered
 	}
 	// The reader runs on a fresh goroutine so the request's deep stack is
 	// not kept alive for the connection's lifetime.
 	go p.ref.hub().Serve(ws, sess)
+	return nil
 }
 
-func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
+func (p *Push) publish(w http.ResponseWriter, r *http.Request) error {
 	if !p.publisherAllowed(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="websocket_push"`)
-		writeJSONError(w, http.StatusUnauthorized, "publisher not authenticated")
-		return
+		return refuse(w, r, http.StatusUnauthorized, "publisher not authenticated")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.MaxBodySize))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeJSONError(w, http.StatusRequestEntityTooLarge, "body too large")
-			return
+			return refuse(w, r, http.StatusRequestEntityTooLarge, "body too large")
 		}
-		writeJSONError(w, http.StatusBadRequest, "reading body: "+err.Error())
-		return
+		return refuse(w, r, http.StatusBadRequest, "reading body: "+err.Error())
 	}
 	req, err := push.ParsePublishBody(body)
 	if err != nil {
-		writeJSONError(w, http.StatusBadRequest, err.Error())
-		return
+		return refuse(w, r, http.StatusBadRequest, err.Error())
 	}
 	// A broker that does not answer must not hang the publisher.
 	ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
@@ -321,12 +324,10 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
 	res, err := p.ref.hub().Publish(ctx, req)
 	if err != nil {
 		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, push.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
-			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
-			return
+			return refuse(w, r, http.StatusServiceUnavailable, err.Error())
 		}
 		p.logger.Error("publishing", zap.Error(err))
-		writeJSONError(w, http.StatusInternalServerError, "publishing failed")
-		return
+		return refuse(w, r, http.StatusInternalServerError, "publishing failed")
 	}
 	out := struct {
 		push.PublishResult
@@ -337,6 +338,7 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
+	return nil
 }
 
 // publishTimeout bounds the broker's part of one publish.

@@ -90,13 +90,29 @@ type PushCallback struct {
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 }
 
-func (j *PushJWT) config(repl *caddy.Replacer) auth.JWTConfig {
-	alg := j.Alg
-	if alg == "" {
-		alg = "HS256"
+func (j *PushJWT) setDefaults() {
+	if j.Alg == "" {
+		j.Alg = "HS256"
 	}
+}
+
+// setDefaults fills the mode's defaults; the verifiers' own settings
+// (claims, leeway, callback timeout) are defaulted by package auth.
+func (a *PushAuth) setDefaults() {
+	if a.TokenParam == "" {
+		a.TokenParam = "token"
+	}
+	if a.Mode == "caddy" && a.User == "" {
+		a.User = "{http.auth.user.id}"
+	}
+	if a.JWT != nil {
+		a.JWT.setDefaults()
+	}
+}
+
+func (j *PushJWT) config(repl *caddy.Replacer) auth.JWTConfig {
 	cfg := auth.JWTConfig{
-		Algorithm:   alg,
+		Algorithm:   j.Alg,
 		KeyFile:     repl.ReplaceKnown(j.KeyFile, ""),
 		UserClaim:   j.UserClaim,
 		EventsClaim: j.EventsClaim,
@@ -114,9 +130,6 @@ func (j *PushJWT) config(repl *caddy.Replacer) auth.JWTConfig {
 // verifier builds the token verifier of the mode (nil for modes without
 // tokens).
 func (a *PushAuth) verifier(repl *caddy.Replacer, logger *zap.Logger) (auth.Verifier, error) {
-	if a.TokenParam == "" {
-		a.TokenParam = "token"
-	}
 	switch a.Mode {
 	case "jwt":
 		if a.JWT == nil {
@@ -129,12 +142,7 @@ func (a *PushAuth) verifier(repl *caddy.Replacer, logger *zap.Logger) (auth.Veri
 		return newCallbackVerifier(a.Callback, repl)
 	case "token_is_user":
 		return auth.TokenIsUser{}, nil
-	case "caddy":
-		if a.User == "" {
-			a.User = "{http.auth.user.id}"
-		}
-		return nil, nil
-	case "anonymous":
+	case "caddy", "anonymous":
 		return nil, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q (want jwt, token_file, callback, token_is_user, caddy or anonymous)", a.Mode)

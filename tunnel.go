@@ -27,10 +27,11 @@ import (
 //
 // The target comes from exactly one of upstream (fixed, or built from
 // placeholders), targets (a websockify token file) or jwt_key (a signed
-// ticket naming it). Every refusal happens before the upgrade, with a JSON
-// body: 403 for a foreign origin or a target outside the allow-list, 401
-// for a bad or expired ticket, 400 for an unsupported subprotocol or a
-// missing token, 503 over max_connections.
+// ticket naming it). Every refusal happens before the upgrade: 403 for a
+// foreign origin or a target outside the allow-list, 401 for a bad or
+// expired ticket, 400 for an unsupported subprotocol or a missing token,
+// 503 over max_connections. It is a Caddy error, so handle_errors can shape
+// it; without handle_errors the body is {"error": "..."}.
 type Tunnel struct {
 	// Upstream is the fixed target: "host:port" or "unix/<path>". It may
 	// contain placeholders, e.g. "127.0.0.1:{http.request.uri.query.port}";
@@ -173,8 +174,7 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 	}
 	t.upgrader = &websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
-		// ReadBufferSize 0 makes gorilla reuse the reader tunnel.Hijacker
-		// hands it, whose fill level drives write coalescing.
+		// tunnel.Accept sets the client reader (buffer_size bytes).
 		WriteBufferSize: 4096,
 		WriteBufferPool: writeBufferPool,
 		Subprotocols:    t.Subprotocols,
@@ -234,17 +234,16 @@ func (t *Tunnel) Validate() error {
 // and relays until the tunnel ends.
 func (t *Tunnel) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if isExtendedConnect(r) {
-		writeJSONError(w, http.StatusNotImplemented, "websocket_tunnel serves WebSockets over HTTP/1.1 only, not over HTTP/2 or HTTP/3 extended CONNECT")
-		return nil
+		return refuse(w, r, http.StatusNotImplemented, "websocket_tunnel serves WebSockets over HTTP/1.1 only, not over HTTP/2 or HTTP/3 extended CONNECT")
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		return next.ServeHTTP(w, r)
 	}
 	if !originAllowed(r, t.Origins) {
-		return t.refuse(w, http.StatusForbidden, resultRefusedOrigin, "origin not allowed")
+		return t.refuse(w, r, http.StatusForbidden, resultRefusedOrigin, "origin not allowed")
 	}
 	if offered := websocket.Subprotocols(r); len(offered) > 0 && !slices.ContainsFunc(offered, func(p string) bool { return slices.Contains(t.Subprotocols, p) }) {
-		return t.refuse(w, http.StatusBadRequest, resultBadRequest,
+		return t.refuse(w, r, http.StatusBadRequest, resultBadRequest,
 			fmt.Sprintf("unsupported subprotocol %q; this tunnel speaks %q", strings.Join(offered, ", "), strings.Join(t.Subprotocols, ", ")))
 	}
 	target, status, err := t.resolve(r)
@@ -259,20 +258,19 @@ func (t *Tunnel) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		if c := t.logger.Check(zap.DebugLevel, "tunnel target refused"); c != nil {
 			c.Write(zap.String("client", r.RemoteAddr), zap.Error(err))
 		}
-		return t.refuse(w, status, result, err.Error())
+		return t.refuse(w, r, status, result, err.Error())
 	}
 	if !t.counter.acquire(t.MaxConnections) {
-		return t.refuse(w, http.StatusServiceUnavailable, resultOverLimit, "too many tunnels")
+		return t.refuse(w, r, http.StatusServiceUnavailable, resultOverLimit, "too many tunnels")
 	}
 	defer t.counter.release()
 	t.relay(w, r, target)
 	return nil
 }
 
-func (t *Tunnel) refuse(w http.ResponseWriter, status int, result, msg string) error {
+func (t *Tunnel) refuse(w http.ResponseWriter, r *http.Request, status int, result, msg string) error {
 	tunnelsTotal.WithLabelValues(result).Inc()
-	writeJSONError(w, status, msg)
-	return nil
+	return refuse(w, r, status, msg)
 }
 
 // resolve finds the request's target and the status that refuses it.
@@ -333,8 +331,10 @@ func lastPathSegment(p string) string {
 
 // relay upgrades, dials and runs the tunnel, then logs and counts it.
 func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Target) {
-	h := &tunnel.Hijacker{ResponseWriter: w, Inner: hijacker{w}, BufferSize: t.BufferSize}
-	ws, err := t.upgrader.Upgrade(h, r, nil)
+	s, err := tunnel.Accept(w, r, t.upgrader, tunnel.Options{
+		BufferSize:  t.BufferSize,
+		IdleTimeout: time.Duration(t.IdleTimeout),
+	})
 	if err != nil {
 		// gorilla has answered the request (or the hijack failed).
 		tunnelsTotal.WithLabelValues(resultUpgradeFailed).Inc()
@@ -343,14 +343,8 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 		}
 		return
 	}
-	defer h.Release() // deferred first, so it runs after the session ended
 	tunnelsActive.Inc()
 	defer tunnelsActive.Dec()
-	s := tunnel.NewSession(ws, h.Reader, tunnel.Options{
-		ReadHook:    &h.Hook,
-		BufferSize:  t.BufferSize,
-		IdleTimeout: time.Duration(t.IdleTimeout),
-	})
 	unregister := sessions.add(s, t)
 	defer unregister()
 
@@ -371,7 +365,7 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 	t.logger.Info("tunnel closed",
 		zap.String("client", r.RemoteAddr),
 		zap.String("upstream", target.String()),
-		zap.String("subprotocol", ws.Subprotocol()),
+		zap.String("subprotocol", s.Subprotocol()),
 		zap.Int64("bytes_up", res.BytesUp),
 		zap.Int64("bytes_down", res.BytesDown),
 		zap.Duration("duration", res.Duration),

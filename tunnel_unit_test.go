@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -30,6 +31,24 @@ func provisionedTunnel(t *testing.T, tun *Tunnel) *observer.ObservedLogs {
 	core, logs := observer.New(zap.DebugLevel)
 	tun.logger = zap.New(core)
 	return logs
+}
+
+// TestTunnelValidateNeedsExactlyOneTargetSource: the Caddyfile parser only
+// parses; the rule lives in Validate, for JSON and Caddyfile configs alike.
+func TestTunnelValidateNeedsExactlyOneTargetSource(t *testing.T) {
+	for _, in := range []string{
+		"websocket_tunnel",
+		"websocket_tunnel {\n\tupstream a:1\n\ttargets /f\n}",
+		"websocket_tunnel {\n\ttargets /f\n\tjwt_key /k\n}",
+	} {
+		var tun Tunnel
+		if err := tun.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err != nil {
+			t.Fatalf("%q: parsing: %v", in, err)
+		}
+		if err := tun.Validate(); err == nil || !strings.Contains(err.Error(), "exactly one of") {
+			t.Fatalf("%q: Validate: %v, want the exactly-one rule", in, err)
+		}
+	}
 }
 
 func serveTunnel(t *testing.T, tun *Tunnel) *httptest.Server {

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Broker overhead benchmark for websocket_push (issue 4): the bench/push load
+# Broker overhead benchmark for websocket_push: the bench/push load
 # tool against
 #   memory  one Caddy node, subscribers and publisher on it (the baseline)
 #   nats    two Caddy nodes sharing a NATS server with JetStream: subscribers
 #           on node A, publisher on node B (-cross-node)
 #   redis   the same through a redis-server
 # all with the same hub settings (history 1000 10m), and prints the figures
-# and each broker's ratio to memory. Results: bench/brokers.md.
+# and each broker's ratio to memory. Results: BENCHMARKS.md.
 #
 #   bench/run-brokers.sh                       # every cell, every broker, once
 #   RUNS=3 CELLS="n1k-user" BROKERS="memory nats" bench/run-brokers.sh

@@ -117,7 +117,7 @@ cell_flags() {
 	n1k-user) echo "-conns 1000 -target user -publishes 20000 -rate 0 -publishers 16" ;;
 	n1k-broadcast) echo "-conns 1000 -target broadcast -publishes 2000 -rate 0 -publishers 4" ;;
 	n10k-user) echo "-conns 10000 -target user -publishes 5000 -rate 0 -publishers 16" ;;
-	# The shape of the peers' figures in /work/shared/ANCHORS.md.
+	# The shape commonly quoted for push servers: 10k connections, 2000 publishes/s.
 	n10k-anchor) echo "-conns 10000 -target user -publishes 4000 -rate 2000 -publishers 32" ;;
 	# 50 000 deliveries/s offered: latency below saturation.
 	n10k-user-500) echo "-conns 10000 -target user -publishes 5000 -rate 500 -publishers 16" ;;

@@ -16,8 +16,8 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// The reference server is the "straightforward gorilla server" of
-// /work/shared/ANCHORS.md, built into the tool so websocket_push can be
+// The reference server is a straightforward gorilla/websocket push server,
+// built into the tool so websocket_push can be
 // measured side by side with it on the same machine at the same moment:
 // one reader and one writer goroutine per connection, a buffered channel
 // as the queue, one WriteMessage (one syscall) per frame, the frame

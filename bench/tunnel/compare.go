@@ -229,7 +229,7 @@ func writeTable(w io.Writer, peers []*peer, res results, runs int) {
 	}
 }
 
-// writeVerdict checks issue 2's performance targets against the medians.
+// writeVerdict checks the tunnel's performance targets against the medians.
 func writeVerdict(w io.Writer, res results) {
 	m := func(peer, key string) float64 { return median(res[peer][key]) }
 	check := func(label string, ok bool, detail string) {
@@ -239,7 +239,7 @@ func writeVerdict(w io.Writer, res results) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", label, detail, mark)
 	}
-	fmt.Fprintln(w, "\n| target (issue 2) | measured | |\n|---|---|---|")
+	fmt.Fprintln(w, "\n| target | measured | |\n|---|---|---|")
 	r := func(a, b float64) float64 {
 		if b == 0 {
 			return 0

@@ -8,7 +8,7 @@
 //	go run ./bench/tunnel run -target ws://127.0.0.1:8080/ -cells tput
 //	go run ./bench/tunnel echo -listen 127.0.0.1:9000
 //	go run ./bench/tunnel table -json runs.json   # the table again, from compare -json
-//	go run ./bench/tunnel relay -upstream 127.0.0.1:9000 [-pool-reader] [-dial-early]
+//	go run ./bench/tunnel relay -upstream 127.0.0.1:9000 [-dial-early]
 //
 // Every cell is bounded in time and bytes and stops by itself; every echoed
 // byte is compared with what was sent.
@@ -104,7 +104,7 @@ func cmdCompare(ctx context.Context, args []string) error {
 	runs := fs.Int("runs", 3, "runs; the table shows medians")
 	only := fs.String("only", "", "comma-separated peers to include (socat,websockify,caddyws); direct TCP always runs")
 	jsonOut := fs.String("json", "", "also write every run's figures to this file")
-	relays := fs.String("relay", "", `extra peers: our engine without Caddy, as "name:flags;name2:flags" (e.g. "engine:;engine+pool:-pool-reader")`)
+	relays := fs.String("relay", "", `extra peers: our engine without Caddy, as "name:flags;name2:flags" (e.g. "engine:;engine+early:-dial-early")`)
 	cfg := benchFlags(fs)
 	_ = fs.Parse(args)
 

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"net"
@@ -20,15 +19,15 @@ import (
 // net/http server, without Caddy. Run beside the Caddy build in one
 // comparison, it separates what the relay costs from what Caddy's request
 // path costs, and it is where changes to the relay are tried out before
-// they are proposed: -pool-reader and -dial-early are such prototypes.
+// they are proposed: -dial-early is such a prototype. It starts tunnels
+// with tunnel.Accept, the entry point websocket_tunnel uses, so what it
+// measures is the relay production runs.
 
 type relayServer struct {
-	upstream   string
-	bufSize    int
-	poolReader bool
-	dialEarly  bool
-	upgrader   websocket.Upgrader
-	readers    sync.Pool // *bufio.Reader of bufSize, with -pool-reader
+	upstream  string
+	bufSize   int
+	dialEarly bool
+	upgrader  websocket.Upgrader
 }
 
 func runRelay(args []string) error {
@@ -37,7 +36,6 @@ func runRelay(args []string) error {
 	rs := &relayServer{}
 	fs.StringVar(&rs.upstream, "upstream", "", "TCP address every tunnel goes to")
 	fs.IntVar(&rs.bufSize, "buffer", tunnel.DefaultBufferSize, "buffer_size, as in websocket_tunnel")
-	fs.BoolVar(&rs.poolReader, "pool-reader", false, "prototype: reuse the per-connection client reader from a pool instead of allocating it per tunnel")
 	fs.BoolVar(&rs.dialEarly, "dial-early", false, "prototype: dial the upstream while the handshake is answered, not after")
 	_ = fs.Parse(args)
 	if rs.upstream == "" {
@@ -50,7 +48,6 @@ func runRelay(args []string) error {
 		Subprotocols:     []string{"binary"},
 		CheckOrigin:      func(*http.Request) bool { return true },
 	}
-	rs.readers.New = func() any { return bufio.NewReaderSize(nil, rs.bufSize) }
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -73,21 +70,7 @@ func (rs *relayServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			early <- dialResult{c, err}
 		}()
 	}
-	var ws *websocket.Conn
-	var br *bufio.Reader
-	var err error
-	if rs.poolReader {
-		h := &pooledHijacker{ResponseWriter: w, pool: &rs.readers}
-		ws, err = rs.upgrader.Upgrade(h, r, nil)
-		br = h.reader
-		if br != nil {
-			defer func() { br.Reset(nil); rs.readers.Put(br) }()
-		}
-	} else {
-		h := &tunnel.Hijacker{ResponseWriter: w, Inner: w.(http.Hijacker), BufferSize: rs.bufSize}
-		ws, err = rs.upgrader.Upgrade(h, r, nil)
-		br = h.Reader
-	}
+	s, err := tunnel.Accept(w, r, &rs.upgrader, tunnel.Options{BufferSize: rs.bufSize})
 	if err != nil {
 		if early != nil {
 			if d := <-early; d.c != nil {
@@ -96,7 +79,6 @@ func (rs *relayServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s := tunnel.NewSession(ws, br, tunnel.Options{BufferSize: rs.bufSize})
 	var d dialResult
 	if early != nil {
 		d = <-early
@@ -108,28 +90,4 @@ func (rs *relayServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Run(d.c)
-}
-
-// pooledHijacker is tunnel.Hijacker with the client reader taken from a
-// pool (the prototype behind -pool-reader). A client never pipelines bytes
-// behind its handshake before the 101, so the server's buffer is empty
-// here; if it is not, the pooled reader is skipped.
-type pooledHijacker struct {
-	http.ResponseWriter
-	pool   *sync.Pool
-	reader *bufio.Reader
-}
-
-func (h *pooledHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := h.ResponseWriter.(http.Hijacker).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	if brw.Reader.Buffered() > 0 {
-		h.reader = nil
-		return conn, brw, fmt.Errorf("prototype: client pipelined %d bytes behind its handshake", brw.Reader.Buffered())
-	}
-	h.reader = h.pool.Get().(*bufio.Reader)
-	h.reader.Reset(conn)
-	return conn, bufio.NewReadWriter(h.reader, brw.Writer), nil
 }

@@ -8,41 +8,37 @@ import (
 	"sync"
 )
 
-// Hijacker is an http.ResponseWriter for gorilla's Upgrader.Upgrade that
-// hands gorilla a buffered reader of BufferSize bytes and keeps a pointer to
-// it in Reader. Upgrade with ReadBufferSize 0 reuses that reader, so the
-// relay can ask it how many client bytes are already buffered (gorilla
-// itself does not say) and gather frames into one upstream write.
-type Hijacker struct {
+// hijacker is the http.ResponseWriter Accept hands gorilla's
+// Upgrader.Upgrade: it hijacks through http.NewResponseController and gives
+// gorilla a pooled reader of bufferSize bytes, which Upgrade with
+// ReadBufferSize 0 reuses. So the relay can ask that reader how many client
+// bytes are already buffered (gorilla itself does not say) and gather frames
+// into one upstream write.
+type hijacker struct {
 	http.ResponseWriter
-	// Inner does the actual hijack (on Caddy, through
-	// http.NewResponseController, since its writers no longer assert to
-	// http.Hijacker).
-	Inner http.Hijacker
-	// BufferSize is the size of the reader; gorilla reuses it only when
+	// bufferSize is the size of the reader; gorilla reuses it only when
 	// larger than 256 bytes.
-	BufferSize int
-	// Reader is the reader handed to gorilla; set by Hijack.
-	Reader *bufio.Reader
-	// Hook runs whenever Reader must go to the network for more bytes: pass
-	// it to the Session (Options.ReadHook) so gathered frames are written
-	// upstream before a read that may block. Buffered() alone cannot tell:
-	// a control frame left in the buffer after the last data frame makes
-	// the next read block although Buffered() > 0.
-	Hook ReadHook
+	bufferSize int
+	// reader is the reader handed to gorilla; set by Hijack.
+	reader *bufio.Reader
+	// hook runs whenever reader must go to the network for more bytes: the
+	// Session sets it so gathered frames are written upstream before a read
+	// that may block. Buffered() alone cannot tell: a control frame left in
+	// the buffer after the last data frame makes the next read block
+	// although Buffered() > 0.
+	hook readHook
 }
 
-// ReadHook holds a function run before each network read of the client
+// readHook holds a function run before each network read of the client
 // connection. It is set and run by the goroutine that reads the WebSocket.
-type ReadHook struct{ fn func() }
+type readHook struct{ fn func() }
 
-// Set installs fn.
-func (h *ReadHook) Set(fn func()) { h.fn = fn }
+func (h *readHook) set(fn func()) { h.fn = fn }
 
 // hookConn runs its hook before reading from the network.
 type hookConn struct {
 	net.Conn
-	hook *ReadHook
+	hook *readHook
 }
 
 // Unwrap returns the wrapped connection.
@@ -58,8 +54,8 @@ func (c hookConn) Read(p []byte) (int, error) {
 // Hijack takes the connection over. Bytes a client pipelined behind its
 // handshake (already read into the server's buffer) are kept in front of
 // the connection rather than refused.
-func (h *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := h.Inner.Hijack()
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,29 +63,29 @@ func (h *Hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		early, _ := brw.Reader.Peek(n)
 		conn = &prefixConn{Conn: conn, prefix: append([]byte(nil), early...)}
 	}
-	size := max(h.BufferSize, 4096)
+	size := max(h.bufferSize, 4096)
 	// gorilla resets the reader onto the returned conn, so the hook must be
 	// in the conn itself.
-	src := hookConn{Conn: conn, hook: &h.Hook}
+	src := hookConn{Conn: conn, hook: &h.hook}
 	if v, ok := readerPool(size).Get().(*bufio.Reader); ok {
 		v.Reset(src)
-		h.Reader = v
+		h.reader = v
 	} else {
-		h.Reader = bufio.NewReaderSize(src, size)
+		h.reader = bufio.NewReaderSize(src, size)
 	}
-	return src, bufio.NewReadWriter(h.Reader, brw.Writer), nil
+	return src, bufio.NewReadWriter(h.reader, brw.Writer), nil
 }
 
-// Release returns the reader for reuse by a later connection; call it once
-// the WebSocket is closed and no goroutine reads from it any more. Reusing
-// it saves allocating and zeroing BufferSize bytes per connection.
-func (h *Hijacker) Release() {
-	if h.Reader == nil {
+// release returns the reader for reuse by a later connection, once the
+// WebSocket is closed and no goroutine reads from it any more. Reusing it
+// saves allocating and zeroing bufferSize bytes per connection.
+func (h *hijacker) release() {
+	if h.reader == nil {
 		return
 	}
-	h.Reader.Reset(nil)
-	readerPool(h.Reader.Size()).Put(h.Reader)
-	h.Reader = nil
+	h.reader.Reset(nil)
+	readerPool(h.reader.Size()).Put(h.reader)
+	h.reader = nil
 }
 
 var readerPools sync.Map // size -> *sync.Pool of *bufio.Reader

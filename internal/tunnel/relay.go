@@ -45,9 +45,6 @@ const smallReadSize = 4 << 10
 
 // Options tune a Session.
 type Options struct {
-	// ReadHook, when set (Hijacker.Hook), lets the relay write gathered
-	// client frames upstream right before a network read that may block.
-	ReadHook *ReadHook
 	// BufferSize is how much is read at once from the upstream (and so the
 	// largest frame sent to the client) and how much client data is gathered
 	// into one write to the upstream. Default: DefaultBufferSize.
@@ -70,7 +67,7 @@ type Result struct {
 	Code    int
 	Reason  string
 	EndedBy string
-	// Duration is the time from NewSession to the end of Run.
+	// Duration is the time from Accept to the end of Run.
 	Duration time.Duration
 }
 
@@ -79,6 +76,7 @@ type Result struct {
 // time, also before Run or after it returned.
 type Session struct {
 	ws    *websocket.Conn
+	hj    *hijacker
 	br    *bufio.Reader
 	opts  Options
 	start time.Time
@@ -98,22 +96,27 @@ type Session struct {
 	clientClosed       atomic.Bool
 }
 
-// NewSession wraps an upgraded connection. br must be the buffered reader
-// the websocket.Conn reads from (see Hijack): with it the relay knows when
-// no further client frame is already buffered and flushes its gathered
-// bytes to the upstream only then, so that many small frames become one
-// write.
-func NewSession(ws *websocket.Conn, br *bufio.Reader, opts Options) *Session {
-	if opts.BufferSize <= 0 {
-		opts.BufferSize = DefaultBufferSize
-	}
-	if opts.CloseGrace <= 0 {
-		opts.CloseGrace = 2 * time.Second
-	}
-	s := &Session{ws: ws, br: br, opts: opts, start: time.Now(), pool: bufferPool(opts.BufferSize)}
+// newSession wraps a connection Accept upgraded. br, the reader the
+// websocket.Conn reads from, tells the relay when no further client frame
+// is already buffered, so it flushes its gathered bytes to the upstream
+// only then and many small frames become one write.
+func newSession(ws *websocket.Conn, hj *hijacker, opts Options) *Session {
+	s := &Session{ws: ws, hj: hj, br: hj.reader, opts: opts, start: time.Now(), pool: bufferPool(opts.BufferSize)}
 	s.touch()
 	return s
 }
+
+func (o *Options) setDefaults() {
+	if o.BufferSize <= 0 {
+		o.BufferSize = DefaultBufferSize
+	}
+	if o.CloseGrace <= 0 {
+		o.CloseGrace = 2 * time.Second
+	}
+}
+
+// Subprotocol is the subprotocol agreed in the handshake.
+func (s *Session) Subprotocol() string { return s.ws.Subprotocol() }
 
 // Fail ends a session that never got an upstream (dial failed): the client
 // gets a close frame with code and reason, and the connection is closed.
@@ -204,6 +207,8 @@ func (s *Session) finish() Result {
 	}
 	s.mu.Unlock()
 	s.closeAll()
+	// Nothing reads the client connection any more.
+	s.hj.release()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return Result{
@@ -271,9 +276,7 @@ func (s *Session) clientToUpstream(up net.Conn) {
 		}
 		return true
 	}
-	if s.opts.ReadHook != nil {
-		s.opts.ReadHook.Set(func() { flush() })
-	}
+	s.hj.hook.set(func() { flush() })
 	for {
 		_, r, err := s.ws.NextReader()
 		if err != nil {

@@ -31,14 +31,10 @@ func newRelayServer(t testing.TB, upstream string, opts Options) *relayServer {
 	rs := &relayServer{results: make(chan Result, 4096)}
 	up := websocket.Upgrader{WriteBufferSize: 4096, WriteBufferPool: &sync.Pool{}, CheckOrigin: func(*http.Request) bool { return true }}
 	rs.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := &Hijacker{ResponseWriter: w, Inner: w.(http.Hijacker), BufferSize: opts.BufferSize}
-		ws, err := up.Upgrade(h, r, nil)
+		s, err := Accept(w, r, &up, opts)
 		if err != nil {
 			return
 		}
-		o := opts
-		o.ReadHook = &h.Hook
-		s := NewSession(ws, h.Reader, o)
 		rs.mu.Lock()
 		rs.sessions = append(rs.sessions, s)
 		rs.mu.Unlock()
