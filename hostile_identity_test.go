@@ -15,9 +15,10 @@ import (
 )
 
 // fakeAuthService is the service forward_auth asks: a real HTTP server that
-// answers 200 with X-User for a good session cookie, 200 without X-User for
-// a guest session (a service that lets a request through without naming a
-// user), and 401 otherwise.
+// answers 200 with X-User for a good session cookie (or an unusable user
+// id: too long, or with a space), 200 without X-User for a guest session (a
+// service that lets a request through without naming a user), and 401
+// otherwise.
 func fakeAuthService(t *testing.T) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -29,6 +30,10 @@ func fakeAuthService(t *testing.T) string {
 			w.Header().Set("X-User", "alice")
 		case c.Value == "good-bob":
 			w.Header().Set("X-User", "bob")
+		case c.Value == "long":
+			w.Header().Set("X-User", strings.Repeat("a", 257))
+		case c.Value == "spaced":
+			w.Header().Set("X-User", "eve smith")
 		case c.Value == "guest":
 			// 200, no user
 		default:
@@ -116,6 +121,8 @@ func TestPushCaddyAuthRefusesRequestsNoHandlerAuthenticated(t *testing.T) {
 		{"forward_auth refuses, forged X-User", "/fwd/ws", map[string]string{"X-User": "admin"}, 401, ""},
 		{"forged X-User beside a good session", "/fwd/ws", map[string]string{"Cookie": "session=good-alice", "X-User": "admin"}, 101, "alice"},
 		{"forged X-User beside a guest session", "/fwd/ws", map[string]string{"Cookie": "session=guest", "X-User": "admin"}, 401, ""},
+		{"user id over 256 bytes", "/fwdrp/ws", map[string]string{"Cookie": "session=long"}, 401, ""},
+		{"user id with a space", "/fwdrp/ws", map[string]string{"Cookie": "session=spaced"}, 401, ""},
 		{"forward_auth response placeholder", "/fwdrp/ws", map[string]string{"Cookie": "session=good-bob"}, 101, "bob"},
 		{"response placeholder, guest session, forged X-User", "/fwdrp/ws", map[string]string{"Cookie": "session=guest", "X-User": "admin"}, 401, ""},
 		{"response placeholder without forward_auth, forged X-User", "/bare/ws", map[string]string{"X-User": "admin"}, 401, ""},
