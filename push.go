@@ -29,11 +29,17 @@ import (
 type Push struct {
 	// Hub names the hub this handler serves. Handlers with the same hub
 	// name share subscribers, so subscribing and publishing can live on
-	// different routes or sites. The hub-wide settings (queue_size,
-	// ping_interval, pong_timeout, write_timeout, max_connections,
+	// different routes or sites. Without a name, the handler shares a hub
+	// only with the other unnamed handlers of its site: the same HTTP
+	// server (listen addresses) and the same host names of the top-level
+	// route (the site block) it sits in; that hub is called
+	// site:<hosts>@<listen addresses> (hosts * when the route has none) in
+	// the admin API and metrics, and names starting with "site:" are
+	// reserved for it. The hub-wide settings (queue_size, ping_interval,
+	// pong_timeout, write_timeout, max_connections,
 	// max_connections_per_user, history, broker) may be set on any one of
-	// them; two handlers setting one differently is a config error.
-	// Default: default.
+	// the handlers of a hub; two handlers setting one differently is a
+	// config error. Default: none (the site's own hub).
 	Hub string `json:"hub,omitempty"`
 
 	// Auth says who a subscriber is. Without it the handler only publishes
@@ -98,6 +104,7 @@ type Push struct {
 	// Default: memory (one node).
 	BrokerRaw json.RawMessage `json:"broker,omitempty" caddy:"namespace=websocket_push.brokers inline_key=type"`
 
+	hubName     string // Hub, or the site's unnamed hub
 	ref         *hubRef
 	verifier    auth.Verifier
 	pubVerifier auth.Verifier
@@ -159,6 +166,10 @@ func (p *Push) Provision(ctx caddy.Context) error {
 		CheckOrigin:     func(*http.Request) bool { return true },
 	}
 
+	p.hubName = p.Hub
+	if p.hubName == "" {
+		p.hubName = siteHubName(ctx)
+	}
 	p.ref, err = acquireHub(ctx, p)
 	return err
 }
@@ -173,9 +184,6 @@ func (p *Push) setDefaults() {
 	}
 	if p.PublishJWT != nil {
 		p.PublishJWT.setDefaults()
-	}
-	if p.Hub == "" {
-		p.Hub = "default"
 	}
 	if p.MaxFrameSize == 0 {
 		p.MaxFrameSize = 64 << 10
@@ -211,6 +219,9 @@ func (p *Push) hubOptions() push.Options {
 func (p *Push) Validate() error {
 	if p.Auth == nil && p.PublishAuth == "" && p.PublishKey == "" && p.PublishJWT == nil {
 		return errors.New("websocket_push: set auth (to subscribe) and/or publish_key, publish_jwt or publish_auth none (to publish)")
+	}
+	if strings.HasPrefix(p.Hub, siteHubPrefix) {
+		return fmt.Errorf("websocket_push: hub names starting with %q are reserved for the unnamed hub of a site, got %q", siteHubPrefix, p.Hub)
 	}
 	if p.PublishAuth != "" && p.PublishAuth != "none" {
 		return fmt.Errorf("websocket_push: publish_auth must be \"none\", not %q", p.PublishAuth)
@@ -271,13 +282,9 @@ func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) error {
 	case "anonymous":
 		sess.Identity = &auth.Identity{}
 	case "caddy":
-		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		user := ""
-		if repl != nil {
-			user = repl.ReplaceKnown(p.Auth.User, "")
-		}
-		if user == "" {
-			return refuse(w, r, http.StatusUnauthorized, "no authenticated user on this request")
+		user, err := p.Auth.caddyUser(r)
+		if err != nil {
+			return refuse(w, r, http.StatusUnauthorized, err.Error())
 		}
 		sess.Identity = &auth.Identity{User: user}
 	default:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -23,7 +24,8 @@ type PushAuth struct {
 	//   - token_is_user: the token is the user id (the classic service's
 	//     mode; only for trusted networks);
 	//   - caddy: the user id comes from Caddy's own authentication (e.g.
-	//     basic_auth, forward_auth) through the placeholder in user;
+	//     basic_auth, forward_auth) through the placeholder in user; a
+	//     request on which no auth handler set it is refused (401);
 	//   - anonymous: no identity; subscribers get event and broadcast
 	//     messages only.
 	// Required: there is no default mode.
@@ -35,7 +37,13 @@ type PushAuth struct {
 	TokenFile string `json:"token_file,omitempty"`
 	// Callback configures the callback mode. Default: none.
 	Callback *PushCallback `json:"callback,omitempty"`
-	// User is the placeholder the caddy mode takes the user id from.
+	// User is the placeholder the caddy mode takes the user id from: one
+	// placeholder and nothing else. {http.auth.user.id} is what basic_auth
+	// and other authentication handlers set; behind forward_auth with
+	// copy_headers X-User, use {http.reverse_proxy.header.X-User} (the auth
+	// service's answer, which a client cannot send). An upgrade on which
+	// the placeholder is unset, empty, longer than 256 bytes or holds
+	// spaces or control characters is refused with 401 before the upgrade.
 	// Default: {http.auth.user.id}.
 	User string `json:"user,omitempty"`
 	// TokenParam is the query parameter a non-browser client may carry its
@@ -43,6 +51,8 @@ type PushAuth struct {
 	// access logs). The Authorization: Bearer header works too.
 	// Default: token.
 	TokenParam string `json:"token_param,omitempty"`
+
+	userVar string // the caddy mode's placeholder name, without braces
 }
 
 // PushJWT configures JWT verification.
@@ -142,10 +152,63 @@ func (a *PushAuth) verifier(repl *caddy.Replacer, logger *zap.Logger) (auth.Veri
 		return newCallbackVerifier(a.Callback, repl)
 	case "token_is_user":
 		return auth.TokenIsUser{}, nil
-	case "caddy", "anonymous":
+	case "caddy":
+		name, err := userPlaceholder(a.User)
+		if err != nil {
+			return nil, err
+		}
+		a.userVar = name
+		if strings.HasPrefix(name, reqHeaderPrefix) {
+			logger.Warn("auth caddy takes the user from a request header, which any client can send: every request this route matches must pass through forward_auth with copy_headers for that header; {http.reverse_proxy.header.*} cannot be forged",
+				zap.String("user", a.User))
+		}
+		return nil, nil
+	case "anonymous":
 		return nil, nil
 	}
 	return nil, fmt.Errorf("unknown mode %q (want jwt, token_file, callback, token_is_user, caddy or anonymous)", a.Mode)
+}
+
+const (
+	reqHeaderPrefix  = "http.request.header."
+	respHeaderPrefix = "http.reverse_proxy.header."
+)
+
+// userPlaceholder checks that s is exactly one placeholder and returns its
+// name. Text around a placeholder, or a second one, would let an unset
+// placeholder become part of a user id (Caddy leaves unknown placeholders
+// as literal text), so it is refused. reverse_proxy stores response headers
+// under their canonical names: the header part is canonicalized so that
+// {http.reverse_proxy.header.x-user} finds X-User.
+func userPlaceholder(s string) (string, error) {
+	if len(s) < 3 || s[0] != '{' || s[len(s)-1] != '}' || strings.ContainsAny(s[1:len(s)-1], "{}") {
+		return "", fmt.Errorf("caddy mode: user must be one placeholder such as {http.auth.user.id}, got %q", s)
+	}
+	name := s[1 : len(s)-1]
+	if h, ok := strings.CutPrefix(name, respHeaderPrefix); ok && h != "" {
+		name = respHeaderPrefix + http.CanonicalHeaderKey(h)
+	}
+	return name, nil
+}
+
+// caddyUser returns the user an auth handler put in the caddy mode's
+// placeholder. Unset and empty both mean no handler authenticated the
+// request: the caller refuses it rather than connect a shared user.
+func (a *PushAuth) caddyUser(r *http.Request) (string, error) {
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return "", errors.New("no authenticated user on this request")
+	}
+	user, ok := repl.GetString(a.userVar)
+	if !ok || user == "" {
+		return "", errors.New("no authenticated user on this request")
+	}
+	// The same rules as a token taken as a user id: ids stay printable
+	// and bounded in stats, logs and admin calls.
+	if _, err := (auth.TokenIsUser{}).Verify(r.Context(), user); err != nil {
+		return "", fmt.Errorf("the authenticated user id is unusable (empty, over %d bytes, or holding spaces or control characters)", auth.MaxUserLength)
+	}
+	return user, nil
 }
 
 // newBroker asks the configured factory for the hub's broker; without one,

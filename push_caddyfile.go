@@ -2,6 +2,7 @@ package caddyws
 
 import (
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -42,7 +43,9 @@ func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //			cache_ttl <duration>                  # default 0 (off)
 //		}
 //		auth token_is_user
-//		auth caddy [<placeholder>]                # default {http.auth.user.id}
+//		auth caddy [<placeholder>] {              # default {http.auth.user.id}
+//			user <placeholder>                    # the same, as a subdirective
+//		}
 //		auth anonymous
 //		token_param <name>                        # default token
 //
@@ -84,7 +87,9 @@ func (p *Push) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt {
 		case "hub":
-			err = oneArg(d, &p.Hub)
+			if err = oneArg(d, &p.Hub); err == nil && strings.HasPrefix(p.Hub, siteHubPrefix) {
+				return d.Errf("hub names starting with %q are reserved for the unnamed hub of a site, got %q", siteHubPrefix, p.Hub)
+			}
 		case "auth":
 			p.Auth, err = parsePushAuth(d)
 		case "token_param":
@@ -193,11 +198,34 @@ func parsePushAuth(d *caddyfile.Dispenser) (*PushAuth, error) {
 			}
 		}
 	case "caddy":
+		user := func() error {
+			if _, err := userPlaceholder(a.User); err != nil {
+				return d.WrapErr(err)
+			}
+			return nil
+		}
 		if d.NextArg() {
 			a.User = d.Val()
+			if err := user(); err != nil {
+				return nil, err
+			}
 		}
 		if d.NextArg() {
 			return nil, d.ArgErr()
+		}
+		for nesting := d.Nesting(); d.NextBlock(nesting); {
+			if d.Val() != "user" {
+				return nil, d.Errf("unknown auth caddy option %q", d.Val())
+			}
+			if a.User != "" {
+				return nil, d.Err("auth caddy: the user placeholder is given twice")
+			}
+			if err := oneArg(d, &a.User); err != nil {
+				return nil, err
+			}
+			if err := user(); err != nil {
+				return nil, err
+			}
 		}
 	case "token_is_user", "anonymous":
 		if d.NextArg() {

@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddyws/caddyws/internal/push"
 )
 
 // Hubs outlive config reloads: they sit in a caddy.UsagePool keyed by name
-// and hub settings, so a reload whose hub settings are unchanged gets the
+// (a handler's hub, or its site's unnamed hub) and hub settings, so a reload whose hub settings are unchanged gets the
 // very same hub and drops no subscriber, while a changed broker or limit
 // gets a new hub (the old one closes its connections with 1001 once the old
 // config lets go of it).
@@ -67,11 +70,11 @@ func (r *hubRef) hub() *push.Hub { return r.cur.Load() }
 // and (re)acquires the hub they describe. The ref is returned even with an
 // error: the handler's Cleanup releases it.
 func acquireHub(ctx caddy.Context, p *Push) (*hubRef, error) {
-	k := hubRefKey{loadID(ctx), p.Hub}
+	k := hubRefKey{loadID(ctx), p.hubName}
 	hubRefsMu.Lock()
 	r := hubRefs[k]
 	if r == nil {
-		r = &hubRef{name: p.Hub, load: k.load}
+		r = &hubRef{name: p.hubName, load: k.load}
 		hubRefs[k] = r
 	}
 	r.holders++
@@ -106,13 +109,13 @@ func acquireHub(ctx caddy.Context, p *Push) (*hubRef, error) {
 		}
 		r.merged.multiNode = mod.(caddy.Module).CaddyModule().ID != "websocket_push.brokers.memory"
 	}
-	hubLog := p.logger.Named("hub").With(zap.String("hub", p.Hub))
+	hubLog := p.logger.Named("hub").With(zap.String("hub", p.hubName))
 	val, _, err := hubs.LoadOrNew(key, func() (caddy.Destructor, error) {
 		b, err := newBroker(factory, opts.History, hubLog)
 		if err != nil {
 			return nil, err
 		}
-		h, err := push.New(opts, b, hubMetrics(p.Hub), hubLog)
+		h, err := push.New(opts, b, hubMetrics(p.hubName), hubLog)
 		if err != nil {
 			_ = b.Close()
 			return nil, fmt.Errorf("starting broker: %w", err)
@@ -120,7 +123,7 @@ func acquireHub(ctx caddy.Context, p *Push) (*hubRef, error) {
 		return hubEntry{h}, nil
 	})
 	if err != nil {
-		return r, fmt.Errorf("websocket_push: hub %q: %w", p.Hub, err)
+		return r, fmt.Errorf("websocket_push: hub %q: %w", p.hubName, err)
 	}
 	if r.key != "" {
 		_, _ = hubs.Delete(r.key)
@@ -214,4 +217,59 @@ func (r *hubRef) multiNode() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.merged.multiNode
+}
+
+// siteHubPrefix starts the names of unnamed hubs; user hub names may not.
+const siteHubPrefix = "site:"
+
+// siteHubName names the hub the unnamed handlers of one site share:
+// site:<hosts>@<listen addresses>. A site is what a Caddyfile site block
+// becomes: a top-level route of an HTTP server, told apart from the
+// server's other sites by its host matcher. The name is built from config
+// values only (not from a server's generated name such as srv0, which a
+// new site can shift), so a reload that keeps the site keeps the name and
+// so the hub.
+func siteHubName(ctx caddy.Context) string {
+	srv, _ := ctx.Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if srv == nil {
+		return siteHubPrefix + "*@*"
+	}
+	listen := slices.Sorted(slices.Values(srv.Listen))
+	hosts := provisioningRouteHosts(srv)
+	if len(hosts) == 0 {
+		hosts = []string{"*"}
+	}
+	return siteHubPrefix + strings.Join(hosts, ",") + "@" + strings.Join(listen, ",")
+}
+
+// provisioningRouteHosts returns the host names matched by the server's
+// top-level route being provisioned, the one this handler sits in. Caddy
+// provisions routes in order and drops each route's raw handler config once
+// its handlers are loaded, so that route is the first whose raw handlers are
+// still there. A handler outside the server's routes and error routes (a
+// named route) gets none: it shares the server-wide hub of the routes
+// without host names.
+func provisioningRouteHosts(srv *caddyhttp.Server) []string {
+	lists := []caddyhttp.RouteList{srv.Routes}
+	if srv.Errors != nil {
+		lists = append(lists, srv.Errors.Routes)
+	}
+	for _, routes := range lists {
+		for i := range routes {
+			if routes[i].HandlersRaw == nil {
+				continue
+			}
+			var hosts []string
+			for _, set := range routes[i].MatcherSets {
+				for _, m := range set {
+					if hm, ok := m.(*caddyhttp.MatchHost); ok {
+						hosts = append(hosts, *hm...)
+					}
+				}
+			}
+			slices.Sort(hosts)
+			return slices.Compact(hosts)
+		}
+	}
+	return nil
 }
