@@ -86,13 +86,18 @@ func (b *Broker) channel(stream string) string {
 	return b.cfg.Prefix + "c:" + broker.EncodeName(stream)
 }
 
-// keep is how long an idle stream's epoch and counter outlive its last
-// message, so that a client coming back after the history expired is told
-// the truth (nothing missed, or not recovered) for a while, while memory
-// stays bounded by the live streams. Without a TTL, keys do not expire.
+// DefaultIdleExpiry is how long the keys of a stream outlive its last
+// publish when history has no TTL: every key this broker writes expires,
+// so streams that stop being published never hold Redis memory for good.
+const DefaultIdleExpiry = 24 * time.Hour
+
+// keep is how long an idle stream's keys outlive its last message, so that
+// a client coming back after the history expired is told the truth
+// (nothing missed, or not recovered) for a while, while memory stays
+// bounded by the live streams.
 func (b *Broker) keep() int64 {
 	if b.hist.TTL <= 0 {
-		return 0
+		return DefaultIdleExpiry.Milliseconds()
 	}
 	return (2*b.hist.TTL + time.Minute).Milliseconds()
 }

@@ -91,6 +91,9 @@ func TestConformance(t *testing.T) {
 		},
 		Stop:  func(t *testing.T) { ts.stop() },
 		Start: func(t *testing.T) { ts.start(t) },
+		HasState: func(t *testing.T, b broker.Broker, stream string) bool {
+			return countKeys(t, ts.addr(), b.(*Broker).keys(stream)...) > 0
+		},
 		LoseHistory: func(t *testing.T) {
 			c := goredis.NewClient(&goredis.Options{Addr: ts.addr()})
 			defer c.Close()
@@ -183,6 +186,52 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the broker that started without Redis never received")
+		}
+	}
+}
+
+// countKeys returns how many of keys exist on the server at addr.
+func countKeys(t *testing.T, addr string, keys ...string) int64 {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer c.Close()
+	n, err := c.Exists(context.Background(), keys...).Result()
+	if err != nil {
+		t.Fatalf("counting keys: %v", err)
+	}
+	return n
+}
+
+// TestEveryKeyExpires: whatever the history settings, every key the broker
+// writes carries an expiry, so a stream that stops being published never
+// holds Redis memory for good.
+func TestEveryKeyExpires(t *testing.T) {
+	ts := startServer(t)
+	for _, h := range []broker.History{{Size: 10}, {Size: 10, TTL: time.Minute}} {
+		b := startBroker(t, ts.addr(), h, func(broker.Message) {})
+		s := fmt.Sprintf("user:ttl-%v", h.TTL)
+		if _, err := b.Publish(context.Background(), s, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_, _, _ = b.Since(context.Background(), s, broker.Position{})
+		_ = b.Close()
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: ts.addr()})
+	defer c.Close()
+	keys, err := c.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 6 {
+		t.Fatalf("keys %v, want 3 per stream", keys)
+	}
+	for _, k := range keys {
+		ttl, err := c.PTTL(context.Background(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= 0 {
+			t.Errorf("key %q has no expiry (PTTL %v)", k, ttl)
 		}
 	}
 }
