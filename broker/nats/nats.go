@@ -114,7 +114,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	}
 	nc, err := gonats.Connect(b.cfg.URL, opts...)
 	if err != nil {
-		return fail(fmt.Errorf("connecting to nats %s: %w", b.cfg.URL, err))
+		return fail(fmt.Errorf("connecting to nats %s: %w", broker.RedactURL(b.cfg.URL), broker.RedactError(err, b.cfg.URL)))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -133,11 +133,11 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.mu.Unlock()
 	if nc.IsConnected() {
 		b.stats.Connected.Store(1)
-		b.log.Info("connected to nats", zap.String("url", nc.ConnectedUrlRedacted()))
+		b.log.Info("connected to nats", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
 		b.ensureStreamBounded(ctx)
 	} else {
 		b.stats.Errors.Add(1)
-		b.log.Warn("nats unreachable: publishes fail until it is back; reconnecting in the background", zap.String("url", b.cfg.URL))
+		b.log.Warn("nats unreachable: publishes fail until it is back; reconnecting in the background", zap.String("url", broker.RedactURL(b.cfg.URL)))
 	}
 	return nil
 }
@@ -262,7 +262,7 @@ func (b *Broker) currentEpoch() string { return *b.epoch.Load() }
 func (b *Broker) onConnect(nc *gonats.Conn) {
 	// Only after a failed first attempt (RetryOnFailedConnect).
 	b.stats.Connected.Store(1)
-	b.log.Info("connected to nats", zap.String("url", nc.ConnectedUrlRedacted()))
+	b.log.Info("connected to nats", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
 	go b.ensureStreamBounded(b.ctx)
 }
 
@@ -279,7 +279,7 @@ func (b *Broker) onDisconnect(nc *gonats.Conn, err error) {
 func (b *Broker) onReconnect(nc *gonats.Conn) {
 	b.stats.Connected.Store(1)
 	b.stats.Reconnects.Add(1)
-	b.log.Info("reconnected to nats; subscriptions restored", zap.String("url", nc.ConnectedUrlRedacted()))
+	b.log.Info("reconnected to nats; subscriptions restored", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
 	go b.ensureStreamBounded(b.ctx)
 }
 
