@@ -68,6 +68,10 @@ type Push struct {
 	MaxEvents int `json:"max_events,omitempty"`
 	// MaxBodySize bounds a publish body (413 beyond). Default: 1MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
+	// MaxPublishTargets bounds the distinct users one publish addresses
+	// with userIds (413 beyond): each target is a stream of its own in the
+	// broker and its history. Default: 1000.
+	MaxPublishTargets int `json:"max_publish_targets,omitempty"`
 	// MaxConnections bounds the hub's connections; upgrades beyond get 503.
 	// Default: 0 (no limit).
 	MaxConnections int `json:"max_connections,omitempty"`
@@ -176,6 +180,9 @@ func (p *Push) setDefaults() {
 	if p.MaxBodySize == 0 {
 		p.MaxBodySize = 1 << 20
 	}
+	if p.MaxPublishTargets == 0 {
+		p.MaxPublishTargets = 1000
+	}
 	if p.AuthTimeout == 0 {
 		p.AuthTimeout = caddy.Duration(10 * time.Second)
 	}
@@ -211,7 +218,7 @@ func (p *Push) Validate() error {
 	if p.PingInterval < 0 || time.Duration(p.PingInterval) >= 60*time.Second {
 		return errors.New("websocket_push: ping_interval must be between 0 and 60s")
 	}
-	if p.MaxFrameSize < 256 || p.MaxEvents < 0 || p.QueueSize < 0 || p.MaxConnections < 0 || p.MaxConnectionsPerUser < 0 {
+	if p.MaxFrameSize < 256 || p.MaxEvents < 0 || p.QueueSize < 0 || p.MaxConnections < 0 || p.MaxConnectionsPerUser < 0 || p.MaxPublishTargets < 0 {
 		return errors.New("websocket_push: limits must be positive (max_frame_size at least 256)")
 	}
 	return nil
@@ -313,6 +320,11 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
 	req, err := push.ParsePublishBody(body)
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if n := req.Targets(); n > p.MaxPublishTargets {
+		writeJSONError(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("too many publish targets: %d distinct userIds, max_publish_targets is %d", n, p.MaxPublishTargets))
 		return
 	}
 	// A broker that does not answer must not hang the publisher.

@@ -165,6 +165,19 @@ func ParsePublishBody(b []byte) (PublishRequest, error) {
 	return p, nil
 }
 
+// Targets is how many streams the publish writes to: the distinct userIds,
+// or 1.
+func (p PublishRequest) Targets() int {
+	if len(p.UserIDs) <= 1 {
+		return 1
+	}
+	seen := make(map[string]struct{}, len(p.UserIDs))
+	for _, u := range p.UserIDs {
+		seen[u] = struct{}{}
+	}
+	return len(seen)
+}
+
 // Stream names (docs/push-protocol.md, "Streams and positions").
 const streamAll = "all"
 
