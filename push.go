@@ -333,7 +333,16 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) {
 	res, err := p.ref.hub().Publish(ctx, req)
 	if err != nil {
 		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, push.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
-			writeJSONError(w, http.StatusServiceUnavailable, err.Error())
+			// The id lets the publisher retry without duplicates; when the
+			// broker may have stored the message, a retry is what makes sure.
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(struct {
+				Error       string `json:"error"`
+				ID          string `json:"id,omitempty"`
+				MaybeStored bool   `json:"maybe_stored"`
+			}{err.Error(), res.ID, errors.Is(err, broker.ErrMaybeStored)})
 			return
 		}
 		p.logger.Error("publishing", zap.Error(err))

@@ -46,6 +46,7 @@ type Broker struct {
 	msgs    chan *gonats.Msg
 	handler broker.Handler
 	gaps    gapTracker
+	echoes  broker.Echoes
 	ctx     context.Context // canceled by Close
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -168,6 +169,7 @@ func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broke
 	b.mu.Lock()
 	js := b.js
 	b.mu.Unlock()
+	echo := b.echoes.Begin(stream, data)
 	ack, err := js.PublishMsg(ctx, msg)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, gonats.ErrNoResponders) {
 		// The JetStream stream is gone (deleted, or a server without
@@ -175,6 +177,16 @@ func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broke
 		if serr := b.ensureStream(ctx); serr == nil {
 			ack, err = js.PublishMsg(ctx, msg)
 		}
+	}
+	// No acknowledgement in time: JetStream may have stored the message
+	// (and republished it to the other nodes) all the same.
+	unknown := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gonats.ErrTimeout)
+	if held := echo.End(unknown); held != nil {
+		b.handler(*held)
+	}
+	if unknown {
+		b.stats.Errors.Add(1)
+		return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrMaybeStored, err)
 	}
 	if err != nil {
 		b.stats.Errors.Add(1)

@@ -235,3 +235,81 @@ func TestEveryKeyExpires(t *testing.T) {
 		}
 	}
 }
+
+// TestLostReplyStillReachesLocalSubscribers: the publish script ran (the
+// message is stored and the other node gets it) but its reply was lost:
+// Publish says ErrMaybeStored, and the publishing node's own Handler gets
+// the message once, through its subscription, so its local subscribers do
+// not miss what every other node delivered.
+func TestLostReplyStillReachesLocalSubscribers(t *testing.T) {
+	ts := startServer(t)
+	proxy := brokertest.NewProxy(t, ts.addr())
+	h := broker.History{Size: 10}
+	mine := make(chan broker.Message, 10)
+	theirs := make(chan broker.Message, 10)
+	a := startBroker(t, proxy.Addr(), h, func(m broker.Message) { mine <- m })
+	defer a.Close()
+	b := startBroker(t, ts.addr(), h, func(m broker.Message) { theirs <- m })
+	defer b.Close()
+	const s = "user:lost"
+	for _, n := range []broker.Broker{a, b} {
+		if err := n.Subscribe(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Interest in effect on both nodes, and a's pool connection dialled
+	// before replies start to vanish.
+	deadline := time.Now().Add(10 * time.Second)
+	for got := 0; got < 2; {
+		if _, err := b.Publish(context.Background(), s, []byte("probe")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-mine:
+			got++
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node a never received the probes")
+		}
+	}
+	if _, err := a.Publish(context.Background(), s, []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	for m := range theirs {
+		if string(m.Data) == "warm" {
+			break
+		}
+	}
+	drain(mine)
+
+	proxy.LoseReplies()
+	_, err := a.Publish(context.Background(), s, []byte("lost-reply"))
+	if !errors.Is(err, broker.ErrMaybeStored) || !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("publish whose reply was lost: %v, want ErrMaybeStored (wrapping ErrUnavailable)", err)
+	}
+	for name, ch := range map[string]chan broker.Message{"publishing node": mine, "other node": theirs} {
+		select {
+		case m := <-ch:
+			if string(m.Data) != "lost-reply" || m.Position.Offset == 0 {
+				t.Fatalf("%s got %q at %+v", name, m.Data, m.Position)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the %s never got the stored message", name)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(mine) != 0 {
+		t.Fatalf("the publishing node got the message %d more times", len(mine))
+	}
+}
+
+func drain(ch chan broker.Message) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
+		}
+	}
+}

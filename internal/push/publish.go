@@ -20,6 +20,9 @@ type PublishResult struct {
 	// Delivered counts the connections of this node the message was queued
 	// to.
 	Delivered int `json:"delivered"`
+	// Duplicates counts the streams skipped because a message with this id
+	// went to them within the dedupe window (a retry).
+	Duplicates int `json:"duplicates,omitempty"`
 }
 
 // Publish delivers p to the matching connections of this node and hands it
@@ -36,7 +39,10 @@ func (h *Hub) Publish(ctx context.Context, p PublishRequest) (PublishResult, err
 	if h.ctx.Err() != nil {
 		return PublishResult{}, ErrClosed
 	}
-	res := PublishResult{ID: h.idPrefix + strconv.FormatUint(h.msgSeq.Add(1), 36)}
+	res := PublishResult{ID: p.ID}
+	if res.ID == "" {
+		res.ID = h.idPrefix + strconv.FormatUint(h.msgSeq.Add(1), 36)
+	}
 	env := envelope{ID: res.ID, Event: p.Event, Message: p.Message}
 	if p.Broadcast {
 		env.Event = ""
@@ -51,8 +57,11 @@ func (h *Hub) Publish(ctx context.Context, p PublishRequest) (PublishResult, err
 	pub := func(stream, user string) error {
 		e := env
 		e.User = user
-		n, err := h.publishStream(ctx, stream, data, &e, &shared)
+		n, dup, err := h.publishStream(ctx, stream, data, &e, &shared)
 		res.Delivered += n
+		if dup {
+			res.Duplicates++
+		}
 		return err
 	}
 	switch {
@@ -87,17 +96,26 @@ func (h *Hub) streamLock(stream string) func() {
 
 // publishStream publishes data (env encoded, shared by every stream of one
 // publish: the broker must not modify it) to stream and delivers env
-// locally. shared carries a position-free frame across the streams.
-func (h *Hub) publishStream(ctx context.Context, stream string, data []byte, env *envelope, shared *[]byte) (int, error) {
+// locally. shared carries a position-free frame across the streams. A
+// message whose id already went to stream is skipped (dup).
+//
+// When the broker's outcome is unknown (ErrMaybeStored) nothing is
+// delivered here: if the message was stored, the broker hands it back
+// through fromBroker, once, like to every other node.
+func (h *Hub) publishStream(ctx context.Context, stream string, data []byte, env *envelope, shared *[]byte) (n int, dup bool, err error) {
 	unlock := h.streamLock(stream)
 	defer unlock()
+	if h.recent.seen(stream, env.ID) {
+		return 0, true, nil
+	}
 	at := time.Now().UnixNano()
 	pos, err := h.broker.Publish(ctx, stream, data)
 	if err != nil {
-		return 0, fmt.Errorf("publishing to %s: %w", stream, err)
+		return 0, false, fmt.Errorf("publishing to %s: %w", stream, err)
 	}
+	h.recent.add(stream, env.ID)
 	h.metrics.Published.Inc()
-	return h.deliver(env, stream, pos, at, shared), nil
+	return h.deliver(env, stream, pos, at, shared), false, nil
 }
 
 // decodeEnvelope reads what a broker carried on stream. The user of a user
@@ -120,6 +138,9 @@ func (h *Hub) fromBroker(m broker.Message) {
 	if err != nil {
 		h.log.Warn("undecodable message from broker", zap.String("stream", m.Stream), zap.Error(err))
 		return
+	}
+	if !h.recent.firstTime(m.Stream, env.ID) {
+		return // a publisher's retry of a message this node has delivered
 	}
 	h.deliver(&env, m.Stream, m.Position, time.Now().UnixNano(), nil)
 }
