@@ -98,12 +98,18 @@ func originAllowed(r *http.Request, allowed []string) bool {
 // error has an empty body, and the clients of these endpoints (scripts,
 // backends, browser code) need the reason.
 func refuse(w http.ResponseWriter, r *http.Request, status int, msg string) error {
+	return refuseWith(w, r, status, msg, map[string]string{"error": msg})
+}
+
+// refuseWith is refuse with a JSON body of more fields than the message
+// (body must hold it as "error").
+func refuseWith(w http.ResponseWriter, r *http.Request, status int, msg string, body any) error {
 	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv.Errors != nil && len(srv.Errors.Routes) > 0 {
 		return caddyhttp.Error(status, errors.New(msg))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	_ = json.NewEncoder(w).Encode(body)
 	return nil
 }

@@ -74,6 +74,10 @@ type Push struct {
 	MaxEvents int `json:"max_events,omitempty"`
 	// MaxBodySize bounds a publish body (413 beyond). Default: 1MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
+	// MaxPublishTargets bounds the distinct users one publish addresses
+	// with userIds (413 beyond): each target is a stream of its own in the
+	// broker and its history. Default: 1000.
+	MaxPublishTargets int `json:"max_publish_targets,omitempty"`
 	// MaxConnections bounds the hub's connections; upgrades beyond get 503.
 	// Default: 0 (no limit).
 	MaxConnections int `json:"max_connections,omitempty"`
@@ -194,6 +198,9 @@ func (p *Push) setDefaults() {
 	if p.MaxBodySize == 0 {
 		p.MaxBodySize = 1 << 20
 	}
+	if p.MaxPublishTargets == 0 {
+		p.MaxPublishTargets = 1000
+	}
 	if p.AuthTimeout == 0 {
 		p.AuthTimeout = caddy.Duration(10 * time.Second)
 	}
@@ -232,7 +239,7 @@ func (p *Push) Validate() error {
 	if p.PingInterval < 0 || time.Duration(p.PingInterval) >= 60*time.Second {
 		return errors.New("websocket_push: ping_interval must be between 0 and 60s")
 	}
-	if p.MaxFrameSize < 256 || p.MaxEvents < 0 || p.QueueSize < 0 || p.MaxConnections < 0 || p.MaxConnectionsPerUser < 0 {
+	if p.MaxFrameSize < 256 || p.MaxEvents < 0 || p.QueueSize < 0 || p.MaxConnections < 0 || p.MaxConnectionsPerUser < 0 || p.MaxPublishTargets < 0 {
 		return errors.New("websocket_push: limits must be positive (max_frame_size at least 256)")
 	}
 	return nil
@@ -325,13 +332,23 @@ func (p *Push) publish(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return refuse(w, r, http.StatusBadRequest, err.Error())
 	}
+	if n := req.Targets(); n > p.MaxPublishTargets {
+		return refuse(w, r, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("too many publish targets: %d distinct userIds, max_publish_targets is %d", n, p.MaxPublishTargets))
+	}
 	// A broker that does not answer must not hang the publisher.
 	ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
 	defer cancel()
 	res, err := p.ref.hub().Publish(ctx, req)
 	if err != nil {
 		if errors.Is(err, broker.ErrUnavailable) || errors.Is(err, push.ErrClosed) || errors.Is(err, context.DeadlineExceeded) {
-			return refuse(w, r, http.StatusServiceUnavailable, err.Error())
+			// The id lets the publisher retry without duplicates; when the
+			// broker may have stored the message, a retry is what makes sure.
+			return refuseWith(w, r, http.StatusServiceUnavailable, err.Error(), struct {
+				Error       string `json:"error"`
+				ID          string `json:"id,omitempty"`
+				MaybeStored bool   `json:"maybe_stored"`
+			}{err.Error(), res.ID, errors.Is(err, broker.ErrMaybeStored)})
 		}
 		p.logger.Error("publishing", zap.Error(err))
 		return refuse(w, r, http.StatusInternalServerError, "publishing failed")

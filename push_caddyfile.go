@@ -58,6 +58,7 @@ func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		max_frame_size <size>                     # default 64KiB
 //		max_events <n>                            # default 100
 //		max_body_size <size>                      # default 1MiB
+//		max_publish_targets <n>                   # default 1000
 //		max_connections <n>
 //		max_connections_per_user <n>
 //		queue_size <n>                            # default 256
@@ -119,6 +120,8 @@ func (p *Push) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			p.MaxBodySize, err = pushSizeArg(d)
 		case "max_events":
 			p.MaxEvents, err = intArg(d)
+		case "max_publish_targets":
+			p.MaxPublishTargets, err = intArg(d)
 		case "max_connections":
 			p.MaxConnections, err = intArg(d)
 		case "max_connections_per_user":

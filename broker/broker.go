@@ -6,6 +6,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -53,7 +54,15 @@ type Broker interface {
 	// every other node subscribed to the stream. The publishing node does not
 	// receive its own message through the Handler: the hub delivers locally.
 	// It returns the message's position (zero without history) and an error
-	// wrapping ErrUnavailable when the broker cannot take the message.
+	// wrapping ErrUnavailable when the broker cannot take the message, or
+	// ErrMaybeStored (which wraps ErrUnavailable) when the request went out
+	// but its reply was lost: then, if the message was stored, the broker
+	// delivers it to this node's Handler too, once, so that local
+	// subscribers get it like every other node's.
+	//
+	// data is handed over: the caller does not modify it afterwards, and the
+	// broker may keep it (history) without copying, so one payload published
+	// to many streams is held once.
 	Publish(ctx context.Context, stream string, data []byte) (Position, error)
 
 	// Subscribe and Unsubscribe declare this node's interest in a stream, so
@@ -67,6 +76,12 @@ type Broker interface {
 	// and the stream's current position. It returns an error wrapping
 	// ErrNotRecovered when it cannot return every message after pos (history
 	// off, epoch changed, or pos older than the oldest kept message).
+	//
+	// Since never creates state: for a stream the broker holds nothing for
+	// it returns the zero Position, with no error when pos is the zero
+	// Position too (nothing to recover) and ErrNotRecovered otherwise. The
+	// zero Position means "before the stream's first message" in any epoch:
+	// it recovers every message when the first one is still kept.
 	Since(ctx context.Context, stream string, pos Position) ([]Message, Position, error)
 
 	// Close stops delivery and releases connections.
@@ -78,4 +93,7 @@ var (
 	ErrUnavailable = errors.New("broker unavailable")
 	// ErrNotRecovered is returned by Since when a gap cannot be filled.
 	ErrNotRecovered = errors.New("position not recoverable")
+	// ErrMaybeStored is returned by Publish when the outcome is unknown: the
+	// request reached the broker but no reply came back in time.
+	ErrMaybeStored = fmt.Errorf("publish outcome unknown, the message may have been stored: %w", ErrUnavailable)
 )

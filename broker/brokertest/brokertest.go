@@ -36,6 +36,10 @@ type Backend struct {
 	// of gaps filled after one node alone lost the server.
 	Addr  func() string
 	NewAt func(t *testing.T, addr string, h broker.History, handler broker.Handler) broker.Broker
+	// HasState reports whether the backend holds anything for stream
+	// (entries, keys, stored messages) through the broker b made by New.
+	// Required: every broker is held to "reads never create state".
+	HasState func(t *testing.T, b broker.Broker, stream string) bool
 }
 
 // Node is a broker plus what its Handler received.

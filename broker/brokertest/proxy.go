@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -15,6 +16,7 @@ type Proxy struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	down   bool
+	losing atomic.Bool
 }
 
 // NewProxy listens on a free loopback port and forwards to target.
@@ -59,10 +61,52 @@ func (p *Proxy) serve(c net.Conn) {
 	p.mu.Lock()
 	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
 	p.mu.Unlock()
-	go func() { _, _ = io.Copy(u, c); u.Close(); c.Close() }()
-	_, _ = io.Copy(c, u)
+	// lossy: this connection sent a request after LoseReplies, so what
+	// the server answers on it is dropped.
+	var lossy atomic.Bool
+	go func() {
+		_, _ = io.Copy(u, readHook{c, func() {
+			if p.losing.Load() {
+				lossy.Store(true)
+			}
+		}})
+		u.Close()
+		c.Close()
+	}()
+	_, _ = io.Copy(writeGate{c, &lossy}, u)
 	u.Close()
 	c.Close()
+}
+
+// LoseReplies makes every connection that sends a request from now on
+// lose what the server sends back on it, while the server still acts on
+// the request: a publish that is stored but never acknowledged. Connections
+// that only receive (a subscriber's) keep working.
+func (p *Proxy) LoseReplies() { p.losing.Store(true) }
+
+type readHook struct {
+	r      io.Reader
+	onRead func()
+}
+
+func (h readHook) Read(b []byte) (int, error) {
+	n, err := h.r.Read(b)
+	if n > 0 {
+		h.onRead()
+	}
+	return n, err
+}
+
+type writeGate struct {
+	w    io.Writer
+	drop *atomic.Bool
+}
+
+func (g writeGate) Write(b []byte) (int, error) {
+	if g.drop.Load() {
+		return len(b), nil
+	}
+	return g.w.Write(b)
 }
 
 // Cut closes every proxied connection and refuses new ones until Resume.

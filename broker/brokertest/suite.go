@@ -31,6 +31,7 @@ func Run(t *testing.T, b Backend) {
 	t.Run("LostHistoryIsNewEpoch", func(t *testing.T) { testLostHistory(t, b) })
 	t.Run("StreamNames", func(t *testing.T) { testStreamNames(t, b) })
 	t.Run("NoEcho", func(t *testing.T) { testNoEcho(t, b) })
+	t.Run("ReadsCreateNoState", func(t *testing.T) { testReadsCreateNoState(t, b) })
 	if !b.Shared {
 		return
 	}

@@ -151,9 +151,9 @@ func (b *Broker) Publish(ctx context.Context, name string, data []byte) (broker.
 		}
 		return broker.Position{}, nil
 	}
-	// The caller may reuse its buffer; history must not change under a
-	// client that recovers later.
-	kept := append([]byte(nil), data...)
+	// The caller hands data over (see broker.Broker.Publish): history keeps
+	// a reference, so one payload published to many streams is held once.
+	kept := data
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -192,9 +192,10 @@ func (b *Broker) Subscribe(string) error { return nil }
 func (b *Broker) Unsubscribe(string) error { return nil }
 
 // Since returns the stream's messages after pos and its current position.
-// A stream this broker has no state for gets a fresh incarnation, so that
-// the returned position (offset 0 of a new epoch) is a valid starting point
-// for a client that has seen nothing yet.
+// It never creates state: a stream this broker holds nothing for answers
+// the zero position, with nothing to recover for a client that has seen
+// nothing (the zero position too) and ErrNotRecovered for any other, so a
+// client asking about streams that are never published costs no memory.
 func (b *Broker) Since(ctx context.Context, name string, pos broker.Position) ([]broker.Message, broker.Position, error) {
 	if b.hist.Size <= 0 {
 		return nil, broker.Position{}, fmt.Errorf("recovering %q: history is off: %w", name, broker.ErrNotRecovered)
@@ -204,14 +205,22 @@ func (b *Broker) Since(ctx context.Context, name string, pos broker.Position) ([
 	if b.closed {
 		return nil, broker.Position{}, fmt.Errorf("recovering %q: broker closed: %w", name, broker.ErrUnavailable)
 	}
+	s := b.streams[name]
+	if s == nil {
+		if pos == (broker.Position{}) {
+			return nil, broker.Position{}, nil
+		}
+		return nil, broker.Position{}, fmt.Errorf("recovering %q: no history kept: %w", name, broker.ErrNotRecovered)
+	}
 	now := b.now()
-	s := b.streamLocked(name, now)
 	s.touched = now
 	if b.hist.TTL > 0 {
 		s.ring.expire(now.Add(-b.hist.TTL))
 	}
 	cur := broker.Position{Offset: s.last, Epoch: s.epoch}
-	if pos.Epoch != s.epoch {
+	// The zero position is "before the first message" in any epoch: it
+	// recovers when the stream's first message is still kept.
+	if pos.Epoch != s.epoch && pos != (broker.Position{}) {
 		return nil, cur, fmt.Errorf("recovering %q: epoch %q is not the current %q: %w", name, pos.Epoch, s.epoch, broker.ErrNotRecovered)
 	}
 	if pos.Offset > s.last {
@@ -255,7 +264,7 @@ func (b *Broker) Close() error {
 
 // Stats reports what the broker holds, for tests and metrics.
 type Stats struct {
-	Streams  int // streams with state (history or a handed-out epoch)
+	Streams  int // streams with state (a publish created it)
 	Messages int // messages kept across all streams
 }
 

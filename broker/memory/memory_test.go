@@ -19,6 +19,13 @@ func TestConformance(t *testing.T) {
 			}
 			return b
 		},
+		HasState: func(t *testing.T, b broker.Broker, stream string) bool {
+			m := b.(*Broker)
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			_, ok := m.streams[stream]
+			return ok
+		},
 	})
 }
 

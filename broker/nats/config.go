@@ -31,6 +31,8 @@ import (
 	"time"
 
 	gonats "github.com/nats-io/nats.go"
+
+	"github.com/caddyws/caddyws/broker"
 )
 
 // Config is how to reach NATS and where to keep history.
@@ -105,7 +107,7 @@ func (c *Config) Validate() error {
 			switch strings.ToLower(u[:i]) {
 			case "nats", "tls", "ws", "wss":
 			default:
-				return fmt.Errorf("nats broker: url %q: scheme %q is not NATS (nats://, tls://, ws://, wss://)", u, u[:i])
+				return fmt.Errorf("nats broker: url %q: scheme %q is not NATS (nats://, tls://, ws://, wss://)", broker.RedactURL(u), u[:i])
 			}
 		}
 	}

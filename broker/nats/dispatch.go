@@ -100,10 +100,15 @@ func (b *Broker) deliverSequenced(stream string, m *gonats.Msg) {
 		b.fillGap(stream, last, seq)
 	}
 	b.gaps.set(stream, seq)
-	if m.Header.Get(hdrNode) == b.node {
-		return // our own message: the hub delivered it locally
+	b.deliver(m.Header.Get(hdrNode), broker.Message{Stream: stream, Position: broker.Position{Offset: seq, Epoch: b.currentEpoch()}, Data: m.Data})
+}
+
+// deliver hands m to the Handler unless this node published it: the hub
+// delivered that locally, except when the publish outcome was unknown.
+func (b *Broker) deliver(node string, m broker.Message) {
+	if node != b.node || b.echoes.Arrived(m) {
+		b.handler(m)
 	}
-	b.handler(broker.Message{Stream: stream, Position: broker.Position{Offset: seq, Epoch: b.currentEpoch()}, Data: m.Data})
 }
 
 // fillGap delivers the stored messages of stream after last and before seq.
@@ -123,9 +128,7 @@ func (b *Broker) fillGap(stream string, last, seq uint64) {
 			break
 		}
 		n++
-		if s.node != b.node {
-			b.handler(s.Message)
-		}
+		b.deliver(s.node, s.Message)
 	}
 	b.stats.GapsFilled.Add(1)
 	b.log.Info("filled a gap in live delivery from history", zap.String("stream", stream), zap.Int("messages", n))

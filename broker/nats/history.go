@@ -124,11 +124,15 @@ func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*b.cfg.Timeout)
 	defer cancel()
+	zero := pos == (broker.Position{})
 	st, err := js.Stream(ctx, b.cfg.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		if err = b.ensureStream(ctx); err == nil {
-			st, err = js.Stream(ctx, b.cfg.Stream)
+		// A read creates nothing: with no JetStream stream, nothing is kept
+		// (the next publish creates it).
+		if zero {
+			return nil, broker.Position{}, nil
 		}
+		return nil, broker.Position{}, fmt.Errorf("recovering %q: no history kept: %w", stream, broker.ErrNotRecovered)
 	}
 	if err != nil {
 		b.stats.Errors.Add(1)
@@ -142,9 +146,12 @@ func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) 
 	last, err := st.GetLastMsgForSubject(ctx, subj)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
-		// Nothing kept: any later message of this stream has a higher
-		// sequence than the stream's last one.
-		return nil, cur, fmt.Errorf("recovering %q: no history kept: %w", stream, broker.ErrNotRecovered)
+		// Nothing kept for this subject: the zero position has nothing to
+		// recover, any other cannot be proven complete.
+		if zero {
+			return nil, broker.Position{}, nil
+		}
+		return nil, broker.Position{}, fmt.Errorf("recovering %q: no history kept: %w", stream, broker.ErrNotRecovered)
 	case err != nil:
 		b.stats.Errors.Add(1)
 		return nil, cur, fmt.Errorf("recovering %q: %w: %w", stream, broker.ErrUnavailable, err)

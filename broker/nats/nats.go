@@ -46,6 +46,7 @@ type Broker struct {
 	msgs    chan *gonats.Msg
 	handler broker.Handler
 	gaps    gapTracker
+	echoes  broker.Echoes
 	ctx     context.Context // canceled by Close
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -114,7 +115,7 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	}
 	nc, err := gonats.Connect(b.cfg.URL, opts...)
 	if err != nil {
-		return fail(fmt.Errorf("connecting to nats %s: %w", b.cfg.URL, err))
+		return fail(fmt.Errorf("connecting to nats %s: %w", broker.RedactURL(b.cfg.URL), broker.RedactError(err, b.cfg.URL)))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -133,11 +134,11 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.mu.Unlock()
 	if nc.IsConnected() {
 		b.stats.Connected.Store(1)
-		b.log.Info("connected to nats", zap.String("url", nc.ConnectedUrlRedacted()))
+		b.log.Info("connected to nats", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
 		b.ensureStreamBounded(ctx)
 	} else {
 		b.stats.Errors.Add(1)
-		b.log.Warn("nats unreachable: publishes fail until it is back; reconnecting in the background", zap.String("url", b.cfg.URL))
+		b.log.Warn("nats unreachable: publishes fail until it is back; reconnecting in the background", zap.String("url", broker.RedactURL(b.cfg.URL)))
 	}
 	return nil
 }
@@ -168,6 +169,7 @@ func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broke
 	b.mu.Lock()
 	js := b.js
 	b.mu.Unlock()
+	echo := b.echoes.Begin(stream, data)
 	ack, err := js.PublishMsg(ctx, msg)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, gonats.ErrNoResponders) {
 		// The JetStream stream is gone (deleted, or a server without
@@ -175,6 +177,16 @@ func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broke
 		if serr := b.ensureStream(ctx); serr == nil {
 			ack, err = js.PublishMsg(ctx, msg)
 		}
+	}
+	// No acknowledgement in time: JetStream may have stored the message
+	// (and republished it to the other nodes) all the same.
+	unknown := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, gonats.ErrTimeout)
+	if held := echo.End(unknown); held != nil {
+		b.handler(*held)
+	}
+	if unknown {
+		b.stats.Errors.Add(1)
+		return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrMaybeStored, err)
 	}
 	if err != nil {
 		b.stats.Errors.Add(1)
@@ -262,7 +274,7 @@ func (b *Broker) currentEpoch() string { return *b.epoch.Load() }
 func (b *Broker) onConnect(nc *gonats.Conn) {
 	// Only after a failed first attempt (RetryOnFailedConnect).
 	b.stats.Connected.Store(1)
-	b.log.Info("connected to nats", zap.String("url", nc.ConnectedUrlRedacted()))
+	b.log.Info("connected to nats", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
 	go b.ensureStreamBounded(b.ctx)
 }
 
@@ -279,7 +291,7 @@ func (b *Broker) onDisconnect(nc *gonats.Conn, err error) {
 func (b *Broker) onReconnect(nc *gonats.Conn) {
 	b.stats.Connected.Store(1)
 	b.stats.Reconnects.Add(1)
-	b.log.Info("reconnected to nats; subscriptions restored", zap.String("url", nc.ConnectedUrlRedacted()))
+	b.log.Info("reconnected to nats; subscriptions restored", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
 	go b.ensureStreamBounded(b.ctx)
 }
 

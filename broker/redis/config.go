@@ -27,6 +27,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/caddyws/caddyws/broker"
 )
 
 // Config is how to reach Redis.
@@ -89,7 +91,7 @@ func (c *Config) Validate() error {
 	}
 	if c.URL != "" {
 		if _, err := goredis.ParseURL(c.URL); err != nil {
-			return fmt.Errorf("redis broker: url: %w", err)
+			return fmt.Errorf("redis broker: url %s: %w", broker.RedactURL(c.URL), broker.RedactError(err, c.URL))
 		}
 	}
 	if c.DB < 0 {
@@ -118,7 +120,7 @@ func (c *Config) universalOptions() (*goredis.UniversalOptions, error) {
 	if c.URL != "" {
 		o, err := goredis.ParseURL(c.URL)
 		if err != nil {
-			return nil, fmt.Errorf("redis broker: url: %w", err)
+			return nil, fmt.Errorf("redis broker: url %s: %w", broker.RedactURL(c.URL), broker.RedactError(err, c.URL))
 		}
 		u.Addrs = []string{o.Addr}
 		if u.Username == "" {

@@ -130,9 +130,7 @@ func (b *Broker) handleWire(m *goredis.Message) {
 		return
 	}
 	if b.hist.Size <= 0 || epoch == "" {
-		if node != b.node {
-			b.handler(broker.Message{Stream: stream, Data: data})
-		}
+		b.deliver(node, broker.Message{Stream: stream, Data: data})
 		return
 	}
 	pos := broker.Position{Offset: off, Epoch: epoch}
@@ -145,8 +143,14 @@ func (b *Broker) handleWire(m *goredis.Message) {
 		}
 	}
 	b.gaps.set(stream, pos)
-	if node != b.node {
-		b.handler(broker.Message{Stream: stream, Position: pos, Data: data})
+	b.deliver(node, broker.Message{Stream: stream, Position: pos, Data: data})
+}
+
+// deliver hands m to the Handler unless this node published it: the hub
+// delivered that locally, except when the publish outcome was unknown.
+func (b *Broker) deliver(node string, m broker.Message) {
+	if node != b.node || b.echoes.Arrived(m) {
+		b.handler(m)
 	}
 }
 
@@ -167,9 +171,7 @@ func (b *Broker) fillGap(stream string, last broker.Position, off uint64) {
 			break
 		}
 		n++
-		if s.node != b.node {
-			b.handler(s.Message)
-		}
+		b.deliver(s.node, s.Message)
 	}
 	b.stats.GapsFilled.Add(1)
 	b.log.Info("filled a gap in live delivery from history", zap.String("stream", stream), zap.Int("messages", n))

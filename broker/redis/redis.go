@@ -4,10 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -36,6 +40,7 @@ type Broker struct {
 
 	handler broker.Handler
 	gaps    gapTracker
+	echoes  broker.Echoes
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -86,13 +91,18 @@ func (b *Broker) channel(stream string) string {
 	return b.cfg.Prefix + "c:" + broker.EncodeName(stream)
 }
 
-// keep is how long an idle stream's epoch and counter outlive its last
-// message, so that a client coming back after the history expired is told
-// the truth (nothing missed, or not recovered) for a while, while memory
-// stays bounded by the live streams. Without a TTL, keys do not expire.
+// DefaultIdleExpiry is how long the keys of a stream outlive its last
+// publish when history has no TTL: every key this broker writes expires,
+// so streams that stop being published never hold Redis memory for good.
+const DefaultIdleExpiry = 24 * time.Hour
+
+// keep is how long an idle stream's keys outlive its last message, so that
+// a client coming back after the history expired is told the truth
+// (nothing missed, or not recovered) for a while, while memory stays
+// bounded by the live streams.
 func (b *Broker) keep() int64 {
 	if b.hist.TTL <= 0 {
-		return 0
+		return DefaultIdleExpiry.Milliseconds()
 	}
 	return (2*b.hist.TTL + time.Minute).Milliseconds()
 }
@@ -134,6 +144,10 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 }
 
 // Publish appends (history on) and publishes data in one atomic script.
+// When the script went out but no reply came back (a timeout, a connection
+// lost mid-command) the outcome is unknown: it returns ErrMaybeStored, and
+// the message, if it was stored, reaches this node's Handler through the
+// subscription.
 func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broker.Position, error) {
 	b.mu.Lock()
 	client, closed := b.client, b.closed
@@ -143,27 +157,57 @@ func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broke
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
+	echo := b.echoes.Begin(stream, data)
+	pos, err := b.publish(ctx, client, stream, data)
+	unknown := err != nil && unknownOutcome(err)
+	if held := echo.End(unknown); held != nil {
+		b.handler(*held)
+	}
+	switch {
+	case unknown:
+		b.stats.Errors.Add(1)
+		return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrMaybeStored, err)
+	case err != nil:
+		b.stats.Errors.Add(1)
+		return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrUnavailable, err)
+	}
+	return pos, nil
+}
+
+func (b *Broker) publish(ctx context.Context, client goredis.UniversalClient, stream string, data []byte) (broker.Position, error) {
 	if b.hist.Size <= 0 {
 		msg := make([]byte, 0, len(b.node)+4+len(data))
 		msg = append(append(append(msg, b.node...), "\n\n0\n"...), data...)
-		if err := client.Publish(ctx, b.channel(stream), msg).Err(); err != nil {
-			b.stats.Errors.Add(1)
-			return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrUnavailable, err)
-		}
-		return broker.Position{}, nil
+		return broker.Position{}, client.Publish(ctx, b.channel(stream), msg).Err()
 	}
 	res, err := publishScript.Run(ctx, client, b.keys(stream),
 		b.channel(stream), b.node, data, b.hist.Size, b.hist.TTL.Milliseconds(), b.keep(), newEpoch()).Slice()
 	if err != nil {
-		b.stats.Errors.Add(1)
-		return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrUnavailable, err)
+		return broker.Position{}, err
 	}
 	if len(res) != 2 {
-		return broker.Position{}, fmt.Errorf("publishing to %q: unexpected script reply %v", stream, res)
+		return broker.Position{}, fmt.Errorf("unexpected script reply %v", res)
 	}
 	off, _ := res[0].(int64)
 	epoch, _ := res[1].(string)
 	return broker.Position{Offset: uint64(off), Epoch: epoch}, nil
+}
+
+// unknownOutcome reports whether a failed command may have run: it was
+// sent (no dial or pool failure, no error reply) but its reply never came.
+func unknownOutcome(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	var rerr goredis.Error
+	if errors.Is(err, goredis.ErrPoolTimeout) || errors.Is(err, goredis.ErrClosed) || errors.As(err, &rerr) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		(errors.As(err, &ne) && ne.Timeout()) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // newEpoch is used only when a stream's state is (re)created: the time

@@ -91,6 +91,9 @@ func TestConformance(t *testing.T) {
 		},
 		Stop:  func(t *testing.T) { ts.stop() },
 		Start: func(t *testing.T) { ts.start(t) },
+		HasState: func(t *testing.T, b broker.Broker, stream string) bool {
+			return countKeys(t, ts.addr(), b.(*Broker).keys(stream)...) > 0
+		},
 		LoseHistory: func(t *testing.T) {
 			c := goredis.NewClient(&goredis.Options{Addr: ts.addr()})
 			defer c.Close()
@@ -183,6 +186,130 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the broker that started without Redis never received")
+		}
+	}
+}
+
+// countKeys returns how many of keys exist on the server at addr.
+func countKeys(t *testing.T, addr string, keys ...string) int64 {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer c.Close()
+	n, err := c.Exists(context.Background(), keys...).Result()
+	if err != nil {
+		t.Fatalf("counting keys: %v", err)
+	}
+	return n
+}
+
+// TestEveryKeyExpires: whatever the history settings, every key the broker
+// writes carries an expiry, so a stream that stops being published never
+// holds Redis memory for good.
+func TestEveryKeyExpires(t *testing.T) {
+	ts := startServer(t)
+	for _, h := range []broker.History{{Size: 10}, {Size: 10, TTL: time.Minute}} {
+		b := startBroker(t, ts.addr(), h, func(broker.Message) {})
+		s := fmt.Sprintf("user:ttl-%v", h.TTL)
+		if _, err := b.Publish(context.Background(), s, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_, _, _ = b.Since(context.Background(), s, broker.Position{})
+		_ = b.Close()
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: ts.addr()})
+	defer c.Close()
+	keys, err := c.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 6 {
+		t.Fatalf("keys %v, want 3 per stream", keys)
+	}
+	for _, k := range keys {
+		ttl, err := c.PTTL(context.Background(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl <= 0 {
+			t.Errorf("key %q has no expiry (PTTL %v)", k, ttl)
+		}
+	}
+}
+
+// TestLostReplyStillReachesLocalSubscribers: the publish script ran (the
+// message is stored and the other node gets it) but its reply was lost:
+// Publish says ErrMaybeStored, and the publishing node's own Handler gets
+// the message once, through its subscription, so its local subscribers do
+// not miss what every other node delivered.
+func TestLostReplyStillReachesLocalSubscribers(t *testing.T) {
+	ts := startServer(t)
+	proxy := brokertest.NewProxy(t, ts.addr())
+	h := broker.History{Size: 10}
+	mine := make(chan broker.Message, 10)
+	theirs := make(chan broker.Message, 10)
+	a := startBroker(t, proxy.Addr(), h, func(m broker.Message) { mine <- m })
+	defer a.Close()
+	b := startBroker(t, ts.addr(), h, func(m broker.Message) { theirs <- m })
+	defer b.Close()
+	const s = "user:lost"
+	for _, n := range []broker.Broker{a, b} {
+		if err := n.Subscribe(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Interest in effect on both nodes, and a's pool connection dialled
+	// before replies start to vanish.
+	deadline := time.Now().Add(10 * time.Second)
+	for got := 0; got < 2; {
+		if _, err := b.Publish(context.Background(), s, []byte("probe")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-mine:
+			got++
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node a never received the probes")
+		}
+	}
+	if _, err := a.Publish(context.Background(), s, []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	for m := range theirs {
+		if string(m.Data) == "warm" {
+			break
+		}
+	}
+	drain(mine)
+
+	proxy.LoseReplies()
+	_, err := a.Publish(context.Background(), s, []byte("lost-reply"))
+	if !errors.Is(err, broker.ErrMaybeStored) || !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("publish whose reply was lost: %v, want ErrMaybeStored (wrapping ErrUnavailable)", err)
+	}
+	for name, ch := range map[string]chan broker.Message{"publishing node": mine, "other node": theirs} {
+		select {
+		case m := <-ch:
+			if string(m.Data) != "lost-reply" || m.Position.Offset == 0 {
+				t.Fatalf("%s got %q at %+v", name, m.Data, m.Position)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the %s never got the stored message", name)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(mine) != 0 {
+		t.Fatalf("the publishing node got the message %d more times", len(mine))
+	}
+}
+
+func drain(ch chan broker.Message) {
+	for {
+		select {
+		case <-ch:
+		default:
+			return
 		}
 	}
 }

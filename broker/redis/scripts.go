@@ -17,10 +17,8 @@ local function state(newEpoch, keep)
     redis.call('SET', KEYS[2], epoch)
     redis.call('SET', KEYS[3], 0)
   end
-  if keep > 0 then
-    redis.call('PEXPIRE', KEYS[2], keep)
-    redis.call('PEXPIRE', KEYS[3], keep)
-  end
+  redis.call('PEXPIRE', KEYS[2], keep)
+  redis.call('PEXPIRE', KEYS[3], keep)
   return epoch
 end
 local function nowms()
@@ -42,27 +40,32 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], '*', 'o', off, 'n', ARGV[2], 'd',
 if ttl > 0 then
   redis.call('XTRIM', KEYS[1], 'MINID', tostring(nowms() - ttl))
 end
-if keep > 0 then
-  redis.call('PEXPIRE', KEYS[1], keep)
-end
+redis.call('PEXPIRE', KEYS[1], keep)
 redis.call('PUBLISH', ARGV[1], ARGV[2] .. '\n' .. epoch .. '\n' .. off .. '\n' .. ARGV[3])
 return {off, epoch}
 `)
 
 // sinceScript returns the stream's epoch, last offset, and the newest
-// `need` entries (newest first) after dropping expired ones.
-// ARGV: client offset, ttl ms, key lifetime ms, new epoch, size.
+// `need` entries (newest first) after dropping expired ones. It never
+// creates state: a stream without a valid epoch and counter answers
+// {"", 0, {}} and writes nothing, so reads of streams that are never
+// published cost Redis no memory.
+// ARGV: client offset, ttl ms, size.
 // Returns {epoch, last, entries}.
 var sinceScript = goredis.NewScript(resetLua + `
+local epoch = redis.call('GET', KEYS[2])
+local last = redis.call('GET', KEYS[3])
+if (not epoch) or (not last) then
+  return {'', 0, {}}
+end
+last = tonumber(last)
 local ttl = tonumber(ARGV[2])
-local epoch = state(ARGV[4], tonumber(ARGV[3]))
-local last = tonumber(redis.call('GET', KEYS[3]))
 if ttl > 0 then
   redis.call('XTRIM', KEYS[1], 'MINID', tostring(nowms() - ttl))
 end
 local need = last - tonumber(ARGV[1])
 local entries = {}
-if need > 0 and need <= tonumber(ARGV[5]) then
+if need > 0 and need <= tonumber(ARGV[3]) then
   entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', need)
 end
 return {epoch, last, entries}

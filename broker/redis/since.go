@@ -42,7 +42,7 @@ func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) 
 	ctx, cancel := context.WithTimeout(ctx, 2*b.cfg.Timeout)
 	defer cancel()
 	res, err := sinceScript.Run(ctx, client, b.keys(stream),
-		pos.Offset, b.hist.TTL.Milliseconds(), b.keep(), newEpoch(), b.hist.Size).Slice()
+		pos.Offset, b.hist.TTL.Milliseconds(), b.hist.Size).Slice()
 	if err != nil {
 		b.stats.Errors.Add(1)
 		return nil, broker.Position{}, fmt.Errorf("recovering %q: %w: %w", stream, broker.ErrUnavailable, err)
@@ -53,8 +53,13 @@ func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) 
 	epoch, _ := res[0].(string)
 	last, _ := res[1].(int64)
 	cur := broker.Position{Offset: uint64(last), Epoch: epoch}
+	zero := pos == (broker.Position{})
 	switch {
-	case pos.Epoch != epoch:
+	case epoch == "" && zero: // nothing was ever kept: nothing missed
+		return nil, broker.Position{}, nil
+	case epoch == "":
+		return nil, broker.Position{}, fmt.Errorf("recovering %q: no history kept: %w", stream, broker.ErrNotRecovered)
+	case pos.Epoch != epoch && !zero: // zero is before the first message of any epoch
 		return nil, cur, fmt.Errorf("recovering %q: epoch %q is not the current %q: %w", stream, pos.Epoch, epoch, broker.ErrNotRecovered)
 	case pos.Offset > cur.Offset:
 		return nil, cur, fmt.Errorf("recovering %q: offset %d is ahead of the stream (%d): %w", stream, pos.Offset, cur.Offset, broker.ErrNotRecovered)

@@ -79,8 +79,9 @@ func TestConformance(t *testing.T) {
 			cfg.URL = "nats://" + addr
 			return startBroker(t, cfg, h, handler)
 		},
-		Stop:  func(t *testing.T) { ts.stop() },
-		Start: func(t *testing.T) { ts.start(t) },
+		Stop:     func(t *testing.T) { ts.stop() },
+		Start:    func(t *testing.T) { ts.start(t) },
+		HasState: func(t *testing.T, _ broker.Broker, stream string) bool { return storedFor(t, ts, stream) },
 		LoseHistory: func(t *testing.T) {
 			nc, err := gonats.Connect(ts.url())
 			if err != nil {
@@ -95,6 +96,36 @@ func TestConformance(t *testing.T) {
 			}
 		},
 	})
+}
+
+// storedFor reports whether JetStream keeps anything for stream (the
+// JetStream stream itself is shared by every push stream, so its existence
+// alone is not state for one).
+func storedFor(t *testing.T, ts *testServer, stream string) bool {
+	t.Helper()
+	nc, err := gonats.Connect(ts.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, caddynats.DefaultStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.GetLastMsgForSubject(ctx, caddynats.DefaultPrefix+".s."+broker.EncodeName(stream))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
 }
 
 func startBroker(t *testing.T, cfg caddynats.Config, h broker.History, handler broker.Handler) broker.Broker {

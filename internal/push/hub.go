@@ -80,6 +80,7 @@ type Hub struct {
 	seq      atomic.Uint64
 	idPrefix string
 	msgSeq   atomic.Uint64
+	recent   recentIDs // message ids per stream lately, against duplicates
 
 	interestMu sync.Mutex
 	interest   map[string]int

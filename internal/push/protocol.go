@@ -116,6 +116,9 @@ func mergeEvents(one string, many []string) ([]string, error) {
 
 // PublishRequest is the body of a publish POST.
 type PublishRequest struct {
+	// ID is the publisher's message id (optional): a retry with the same
+	// id within the dedupe window is not delivered twice.
+	ID        string          `json:"id"`
 	UserID    string          `json:"userId"`
 	UserIDs   []string        `json:"userIds"`
 	Event     string          `json:"event"`
@@ -142,6 +145,9 @@ func ParsePublishBody(b []byte) (PublishRequest, error) {
 		return p, fmt.Errorf("%w: message: %v", ErrBadFrame, err)
 	}
 	p.Message = buf.Bytes()
+	if len(p.ID) > maxIDLen || !printable(p.ID) {
+		return p, fmt.Errorf("%w: id must be at most %d printable characters", ErrBadFrame, maxIDLen)
+	}
 	if len(p.Event) > maxNameLen || len(p.UserID) > maxNameLen {
 		return p, fmt.Errorf("%w: names are limited to %d bytes", ErrBadFrame, maxNameLen)
 	}
@@ -163,6 +169,31 @@ func ParsePublishBody(b []byte) (PublishRequest, error) {
 		return p, fmt.Errorf("%w: address userId, userIds, event or broadcast", ErrBadFrame)
 	}
 	return p, nil
+}
+
+// maxIDLen bounds a publisher's message id.
+const maxIDLen = 128
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Targets is how many streams the publish writes to: the distinct userIds,
+// or 1.
+func (p PublishRequest) Targets() int {
+	if len(p.UserIDs) <= 1 {
+		return 1
+	}
+	seen := make(map[string]struct{}, len(p.UserIDs))
+	for _, u := range p.UserIDs {
+		seen[u] = struct{}{}
+	}
+	return len(seen)
 }
 
 // Stream names (docs/push-protocol.md, "Streams and positions").

@@ -68,6 +68,9 @@ func TestParsePublishBody(t *testing.T) {
 		{in: `{"message":1}`, bad: true},
 		{in: `{"userId":1,"message":1}`, bad: true},
 		{in: `not json`, bad: true},
+		{in: `{"id":"order-42","userId":"a","message":1}`, msg: `1`},
+		{in: `{"id":"` + strings.Repeat("i", 129) + `","userId":"a","message":1}`, bad: true},
+		{in: `{"id":"a\nb","userId":"a","message":1}`, bad: true},
 		{in: `{"userId":"a","message":"x"`, bad: true},
 	} {
 		p, err := ParsePublishBody([]byte(c.in))

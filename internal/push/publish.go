@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +20,9 @@ type PublishResult struct {
 	// Delivered counts the connections of this node the message was queued
 	// to.
 	Delivered int `json:"delivered"`
+	// Duplicates counts the streams skipped because a message with this id
+	// went to them within the dedupe window (a retry).
+	Duplicates int `json:"duplicates,omitempty"`
 }
 
 // Publish delivers p to the matching connections of this node and hands it
@@ -26,23 +30,45 @@ type PublishResult struct {
 // subscriber. An error wrapping broker.ErrUnavailable means the broker did
 // not take the message (for a list of users, the users before the failing
 // one were published).
+//
+// A publish costs what its body costs: the envelope is encoded once and the
+// same bytes go to every stream (the broker and its history keep them
+// without copying); a frame is built only for a stream with a local
+// recipient, and once for all streams when frames carry no position.
 func (h *Hub) Publish(ctx context.Context, p PublishRequest) (PublishResult, error) {
 	if h.ctx.Err() != nil {
 		return PublishResult{}, ErrClosed
 	}
-	res := PublishResult{ID: h.idPrefix + strconv.FormatUint(h.msgSeq.Add(1), 36)}
+	res := PublishResult{ID: p.ID}
+	if res.ID == "" {
+		res.ID = h.idPrefix + strconv.FormatUint(h.msgSeq.Add(1), 36)
+	}
 	env := envelope{ID: res.ID, Event: p.Event, Message: p.Message}
+	if p.Broadcast {
+		env.Event = ""
+	}
+	// The addressed user is the stream's name, not a field of the envelope,
+	// so that the bytes are the same for every user of a userIds list.
+	data, err := json.Marshal(&env)
+	if err != nil {
+		return res, fmt.Errorf("encoding message: %w", err)
+	}
+	var shared []byte
+	pub := func(stream, user string) error {
+		e := env
+		e.User = user
+		n, dup, err := h.publishStream(ctx, stream, data, &e, &shared)
+		res.Delivered += n
+		if dup {
+			res.Duplicates++
+		}
+		return err
+	}
 	switch {
 	case p.Broadcast:
-		env.Event = ""
-		n, err := h.publishStream(ctx, streamAll, &env)
-		res.Delivered += n
-		return res, err
+		return res, pub(streamAll, "")
 	case p.UserID != "":
-		env.User = p.UserID
-		n, err := h.publishStream(ctx, userStream(p.UserID), &env)
-		res.Delivered += n
-		return res, err
+		return res, pub(userStream(p.UserID), p.UserID)
 	case len(p.UserIDs) > 0:
 		seen := make(map[string]struct{}, len(p.UserIDs))
 		for _, u := range p.UserIDs {
@@ -50,18 +76,13 @@ func (h *Hub) Publish(ctx context.Context, p PublishRequest) (PublishResult, err
 				continue
 			}
 			seen[u] = struct{}{}
-			env.User = u
-			n, err := h.publishStream(ctx, userStream(u), &env)
-			res.Delivered += n
-			if err != nil {
+			if err := pub(userStream(u), u); err != nil {
 				return res, err
 			}
 		}
 		return res, nil
 	default:
-		n, err := h.publishStream(ctx, eventStream(p.Event), &env)
-		res.Delivered += n
-		return res, err
+		return res, pub(eventStream(p.Event), "")
 	}
 }
 
@@ -73,41 +94,80 @@ func (h *Hub) streamLock(stream string) func() {
 	return l.Unlock
 }
 
-func (h *Hub) publishStream(ctx context.Context, stream string, env *envelope) (int, error) {
-	data, err := json.Marshal(env)
-	if err != nil {
-		return 0, fmt.Errorf("encoding message: %w", err)
-	}
+// publishStream publishes data (env encoded, shared by every stream of one
+// publish: the broker must not modify it) to stream and delivers env
+// locally. shared carries a position-free frame across the streams. A
+// message whose id already went to stream is skipped (dup).
+//
+// When the broker's outcome is unknown (ErrMaybeStored) nothing is
+// delivered here: if the message was stored, the broker hands it back
+// through fromBroker, once, like to every other node.
+func (h *Hub) publishStream(ctx context.Context, stream string, data []byte, env *envelope, shared *[]byte) (n int, dup bool, err error) {
 	unlock := h.streamLock(stream)
 	defer unlock()
+	if h.recent.seen(stream, env.ID) {
+		return 0, true, nil
+	}
 	at := time.Now().UnixNano()
 	pos, err := h.broker.Publish(ctx, stream, data)
 	if err != nil {
-		return 0, fmt.Errorf("publishing to %s: %w", stream, err)
+		return 0, false, fmt.Errorf("publishing to %s: %w", stream, err)
 	}
+	h.recent.add(stream, env.ID)
 	h.metrics.Published.Inc()
-	frame := textFrame(messageFrame(env, stream, pos, h.opts.History.Size > 0))
-	return h.deliver(env, item{data: frame, stream: stream, offset: pos.Offset, at: at}), nil
+	return h.deliver(env, stream, pos, at, shared), false, nil
+}
+
+// decodeEnvelope reads what a broker carried on stream. The user of a user
+// stream is its name (older nodes also wrote it into the envelope).
+func decodeEnvelope(stream string, data []byte) (envelope, error) {
+	var env envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return env, err
+	}
+	if env.User == "" && strings.HasPrefix(stream, "user:") {
+		env.User = strings.TrimPrefix(stream, "user:")
+	}
+	return env, nil
 }
 
 // fromBroker receives what other nodes published to streams this node
 // subscribed to. It must not block: delivery only queues.
 func (h *Hub) fromBroker(m broker.Message) {
-	var env envelope
-	if err := json.Unmarshal(m.Data, &env); err != nil {
+	env, err := decodeEnvelope(m.Stream, m.Data)
+	if err != nil {
 		h.log.Warn("undecodable message from broker", zap.String("stream", m.Stream), zap.Error(err))
 		return
 	}
-	frame := textFrame(messageFrame(&env, m.Stream, m.Position, h.opts.History.Size > 0))
-	h.deliver(&env, item{data: frame, stream: m.Stream, offset: m.Position.Offset, at: time.Now().UnixNano()})
+	if !h.recent.firstTime(m.Stream, env.ID) {
+		return // a publisher's retry of a message this node has delivered
+	}
+	h.deliver(&env, m.Stream, m.Position, time.Now().UnixNano(), nil)
 }
 
-// deliver queues it to every local connection env addresses on it.stream.
-func (h *Hub) deliver(env *envelope, it item) int {
+// deliver queues env to every local connection it addresses on stream. The
+// frame is built on the first recipient (none: no cost); with shared, a
+// frame without position fields is built once for every stream.
+func (h *Hub) deliver(env *envelope, stream string, pos broker.Position, at int64, shared *[]byte) int {
+	withPos := h.opts.History.Size > 0
+	var frame []byte
+	build := func() []byte {
+		switch {
+		case frame != nil:
+		case !withPos && shared != nil && *shared != nil:
+			frame = *shared
+		default:
+			frame = textFrame(messageFrame(env, stream, pos, withPos))
+			if !withPos && shared != nil {
+				*shared = frame
+			}
+		}
+		return frame
+	}
 	var slow []*Conn
 	n := 0
 	try := func(c *Conn) {
-		ok, overflow := c.enqueue(it)
+		ok, overflow := c.enqueue(item{data: build(), stream: stream, offset: pos.Offset, at: at})
 		if ok {
 			n++
 		} else if overflow {
@@ -116,7 +176,7 @@ func (h *Hub) deliver(env *envelope, it item) int {
 	}
 	h.mu.RLock()
 	switch {
-	case it.stream == streamAll:
+	case stream == streamAll:
 		for c := range h.all {
 			try(c)
 		}
@@ -155,8 +215,12 @@ func (h *Hub) matches(c *Conn, stream string, env *envelope) bool {
 	switch {
 	case stream == streamAll:
 		return true
-	case env.User != "":
-		return env.User == c.user && (env.Event == "" || c.hasEventLocked(env.Event))
+	case strings.HasPrefix(stream, "user:"):
+		user := env.User
+		if user == "" {
+			user = strings.TrimPrefix(stream, "user:")
+		}
+		return user == c.user && (env.Event == "" || c.hasEventLocked(env.Event))
 	default:
 		return c.hasEventLocked(env.Event)
 	}
