@@ -230,6 +230,9 @@ func (p *Push) Validate() error {
 	if strings.HasPrefix(p.Hub, siteHubPrefix) {
 		return fmt.Errorf("websocket_push: hub names starting with %q are reserved for the unnamed hub of a site, got %q", siteHubPrefix, p.Hub)
 	}
+	if strings.ContainsAny(p.Hub, "\r\n") {
+		return fmt.Errorf("websocket_push: hub name %q has a line break", p.Hub)
+	}
 	if p.PublishAuth != "" && p.PublishAuth != "none" {
 		return fmt.Errorf("websocket_push: publish_auth must be \"none\", not %q", p.PublishAuth)
 	}

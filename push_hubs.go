@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddyws/caddyws/broker"
 	"github.com/caddyws/caddyws/internal/push"
 )
 
@@ -114,6 +115,11 @@ func acquireHub(ctx caddy.Context, p *Push) (*hubRef, error) {
 		b, err := newBroker(factory, opts.History, hubLog)
 		if err != nil {
 			return nil, err
+		}
+		if r.merged.multiNode {
+			// One broker server may carry many hubs (sites, named hubs):
+			// each sees only its own streams and history.
+			b = broker.Scope(b, p.hubName)
 		}
 		h, err := push.New(opts, b, hubMetrics(p.hubName), hubLog)
 		if err != nil {
