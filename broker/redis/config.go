@@ -39,6 +39,11 @@ type Config struct {
 	Addrs []string
 	// MasterName selects Redis Sentinel with this master.
 	MasterName string
+	// Cluster is "auto", "on" or "off": whether the server is a Redis
+	// Cluster. auto asks the server (INFO cluster_enabled) when given one
+	// address; on and off are checked against the server as well, and a
+	// mismatch fails the start.
+	Cluster string
 
 	Username, Password string
 	DB                 int
@@ -74,7 +79,17 @@ func (c *Config) setDefaults() {
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = DefaultReconnectWait
 	}
+	if c.Cluster == "" {
+		c.Cluster = ClusterAuto
+	}
 }
+
+// Cluster modes.
+const (
+	ClusterAuto = "auto"
+	ClusterOn   = "on"
+	ClusterOff  = "off"
+)
 
 // Validate reports configuration mistakes before anything connects.
 func (c *Config) Validate() error {
@@ -91,6 +106,20 @@ func (c *Config) Validate() error {
 		if _, err := goredis.ParseURL(c.URL); err != nil {
 			return fmt.Errorf("redis broker: url: %w", err)
 		}
+	}
+	switch c.Cluster {
+	case "", ClusterAuto, ClusterOn, ClusterOff:
+	default:
+		return fmt.Errorf("redis broker: cluster %q (want on, off or auto)", c.Cluster)
+	}
+	if c.MasterName != "" && c.Cluster == ClusterOn {
+		return errors.New("redis broker: master_name (Sentinel) and cluster on exclude each other")
+	}
+	if c.MasterName == "" && c.Cluster == ClusterOff && len(c.Addrs) > 1 {
+		return fmt.Errorf("redis broker: cluster off takes one address, not %d", len(c.Addrs))
+	}
+	if c.MasterName == "" && c.Cluster == ClusterOn && c.DB != 0 {
+		return fmt.Errorf("redis broker: db %d: Redis Cluster has only db 0", c.DB)
 	}
 	if c.DB < 0 {
 		return fmt.Errorf("redis broker: db %d", c.DB)

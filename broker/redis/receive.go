@@ -65,12 +65,15 @@ func (b *Broker) receive() {
 					return
 				}
 				b.log.Debug("redis subscriber still unreachable", zap.Duration("retry_in", wait), zap.Error(err))
+				if b.slots != nil {
+					b.slots.connError()
+				}
 				select {
 				case <-b.ctx.Done():
 					return
 				case <-time.After(jitter(wait)):
 				}
-				wait = min(2*wait, 30*time.Second)
+				wait = min(2*wait, b.maxReconnectWait())
 				continue
 			}
 			connected, wait = true, b.cfg.ReconnectWait
@@ -97,6 +100,9 @@ func (b *Broker) receive() {
 				}
 			}
 			connected, pinged = false, false
+			if b.slots != nil {
+				b.slots.connError()
+			}
 			b.stats.Connected.Store(0)
 			b.stats.Disconnects.Add(1)
 			b.stats.Errors.Add(1)
@@ -108,6 +114,17 @@ func (b *Broker) receive() {
 			b.handleWire(m)
 		}
 	}
+}
+
+// maxReconnectWait bounds the back-off. On a cluster, the subscriber's node
+// may be a master that just died while its replica takes over in seconds:
+// retrying at most every second (a cheap dial per node) resubscribes right
+// after the slot map has changed.
+func (b *Broker) maxReconnectWait() time.Duration {
+	if b.slots != nil {
+		return max(b.cfg.ReconnectWait, time.Second)
+	}
+	return 30 * time.Second
 }
 
 func jitter(d time.Duration) time.Duration {
