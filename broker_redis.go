@@ -30,6 +30,11 @@ type RedisBroker struct {
 	Addrs []string `json:"addrs,omitempty"`
 	// MasterName selects Redis Sentinel with this master. Default: none.
 	MasterName string `json:"master_name,omitempty"`
+	// Cluster says whether Redis is a Redis Cluster: on, off or auto. auto
+	// asks the server at start (INFO cluster), so one cluster node's
+	// address or URL is enough; on and off are checked against the server
+	// too, and a mismatch fails the config load. Default: auto.
+	Cluster string `json:"cluster,omitempty"`
 	// Username and Password (ACL or requirepass); override the URL's.
 	// Default: the URL's, else none.
 	Username string `json:"username,omitempty"`
@@ -77,7 +82,7 @@ func (r *RedisBroker) Provision(ctx caddy.Context) error {
 		addrs = append(addrs, s(a))
 	}
 	r.cfg = redisbroker.Config{
-		URL: s(r.URL), Addrs: addrs, MasterName: s(r.MasterName),
+		URL: s(r.URL), Addrs: addrs, MasterName: s(r.MasterName), Cluster: s(r.Cluster),
 		Username: s(r.Username), Password: s(r.Password), DB: r.DB,
 		TLS: r.TLS, TLSCA: s(r.TLSCA), TLSCert: s(r.TLSCert), TLSKey: s(r.TLSKey), TLSServerName: s(r.TLSServerName),
 		Prefix: s(r.Prefix), Timeout: time.Duration(r.Timeout), ReconnectWait: time.Duration(r.ReconnectWait),
@@ -102,6 +107,7 @@ func (r *RedisBroker) NewBroker(h broker.History, logger *zap.Logger) (broker.Br
 //	broker redis [<url>] {
 //		addrs           <host:port...>
 //		master_name     <name>
+//		cluster         on|off|auto
 //		username        <user>
 //		password        <password>
 //		db              <n>
@@ -138,6 +144,8 @@ func (r *RedisBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "master_name":
 			err = oneArg(d, &r.MasterName)
+		case "cluster":
+			err = oneArg(d, &r.Cluster)
 		case "username":
 			err = oneArg(d, &r.Username)
 		case "password":
