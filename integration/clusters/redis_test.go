@@ -266,3 +266,16 @@ func TestRedisClusterFoundFromOneAddress(t *testing.T) {
 		t.Fatalf("cluster off against a cluster node: want a failed start saying so, got %v", err)
 	}
 }
+
+func execSentinel(conf, logfile string) *exec.Cmd {
+	return exec.Command("redis-server", conf, "--sentinel", "--logfile", logfile)
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, x := range subs {
+		if !strings.Contains(s, x) {
+			return false
+		}
+	}
+	return true
+}
