@@ -76,7 +76,7 @@ var theBrokerCollector = func() *brokerCollector {
 		lost:        d("gaps_lost_total", "Gaps in live delivery between nodes that history could not fill."),
 		connected:   d("connected", "Brokers currently connected to their server."),
 		refreshes:   d("topology_refreshes_total", "Reloads of the broker servers' topology (Redis Cluster slot map)."),
-		failovers:   d("failovers_total", "Changes of the broker server in use (Redis Cluster masters replaced, NATS reconnected to another server)."),
+		failovers:   d("failovers_total", "Changes of the broker servers in use (Redis Cluster masters replaced)."),
 	}
 }()
 

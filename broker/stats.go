@@ -25,8 +25,8 @@ type Stats struct {
 	// Refreshes counts reloads of the server topology (the Redis Cluster
 	// slot map).
 	Refreshes uint64
-	// Failovers counts changes of the server in use: Redis Cluster masters
-	// replaced, NATS reconnected to another server.
+	// Failovers counts changes of the servers in use seen by the broker:
+	// Redis Cluster masters replaced.
 	Failovers uint64
 }
 

@@ -65,6 +65,8 @@ func (b *Broker) detectMode(ctx context.Context, opts *goredis.UniversalOptions)
 			return 0, fmt.Errorf("redis broker: cluster on, but %s is not a Redis Cluster node (cluster_enabled:0): remove cluster on, or point at a cluster node", addr)
 		case !enabled && len(opts.Addrs) > 1:
 			return 0, fmt.Errorf("redis broker: %d addrs given, but %s is not a Redis Cluster node (cluster_enabled:0): give one address for a standalone server, or master_name for Sentinel", len(opts.Addrs), addr)
+		case enabled && opts.DB != 0:
+			return 0, fmt.Errorf("redis broker: db %d, but %s is a Redis Cluster node (it has only db 0)", opts.DB, addr)
 		case enabled:
 			return modeCluster, nil
 		}
