@@ -145,7 +145,9 @@ func (r *RedisBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "master_name":
 			err = oneArg(d, &r.MasterName)
 		case "cluster":
-			err = oneArg(d, &r.Cluster)
+			if err = oneArg(d, &r.Cluster); err == nil && r.Cluster != "on" && r.Cluster != "off" && r.Cluster != "auto" {
+				return d.Errf("cluster %q: want on, off or auto", r.Cluster)
+			}
 		case "username":
 			err = oneArg(d, &r.Username)
 		case "password":
