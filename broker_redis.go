@@ -18,15 +18,17 @@ func init() {
 // RedisBroker carries websocket_push messages between Caddy nodes through
 // Redis Pub/Sub, and keeps history in Redis Streams so that any node can
 // serve a reconnect. Each node subscribes only to the streams its
-// connections need. Standalone Redis by URL; Redis Cluster or Sentinel with
-// addrs (and master_name). Every string field accepts placeholders such as
+// connections need. Standalone Redis or Redis Cluster by URL or addrs (the
+// broker asks the server which it is, see Cluster); Sentinel with addrs and
+// master_name. Every string field accepts placeholders such as
 // {env.REDIS_URL}.
 type RedisBroker struct {
 	// URL is redis://[user:password@]host:port[/db], or rediss:// for TLS.
 	// Either URL or Addrs is required.
 	URL string `json:"url,omitempty"`
-	// Addrs are host:port addresses: several Redis Cluster nodes, or the
-	// sentinels when MasterName is set. Default: none.
+	// Addrs are host:port addresses: Redis Cluster nodes (one is enough),
+	// a standalone server, or the sentinels when MasterName is set.
+	// Default: none.
 	Addrs []string `json:"addrs,omitempty"`
 	// MasterName selects Redis Sentinel with this master. Default: none.
 	MasterName string `json:"master_name,omitempty"`

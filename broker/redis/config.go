@@ -34,8 +34,8 @@ type Config struct {
 	// URL is a redis:// or rediss:// URL (user, password and db may be in
 	// it). Either URL or Addrs.
 	URL string
-	// Addrs are host:port addresses: several for Redis Cluster, or the
-	// sentinels when MasterName is set.
+	// Addrs are host:port addresses: Redis Cluster nodes (one is enough),
+	// one standalone server, or the sentinels when MasterName is set.
 	Addrs []string
 	// MasterName selects Redis Sentinel with this master.
 	MasterName string
