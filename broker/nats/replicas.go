@@ -25,7 +25,12 @@ const (
 func (b *Broker) putStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
 	sc := b.streamConfig()
 	if b.cfg.Replicas > 0 {
-		return js.CreateOrUpdateStream(ctx, sc)
+		s, err := js.CreateOrUpdateStream(ctx, sc)
+		if cannotPlace(err) {
+			return nil, fmt.Errorf("nats broker: stream %s with replicas %d (does the cluster have that many JetStream servers?): %w: %w",
+				b.cfg.Stream, b.cfg.Replicas, errTooFewReplicas, err)
+		}
+		return s, err
 	}
 	if s, err := js.Stream(ctx, b.cfg.Stream); err == nil {
 		sc.Replicas = s.CachedInfo().Config.Replicas
@@ -43,12 +48,16 @@ func (b *Broker) putStream(ctx context.Context, js jetstream.JetStream) (jetstre
 			b.log.Info("created the jetstream history stream", zap.String("stream", b.cfg.Stream), zap.Int("replicas", r))
 			return s, nil
 		}
-		var ae *jetstream.APIError
-		if !errors.As(err, &ae) || (ae.ErrorCode != jsInsufficientResources && ae.ErrorCode != jsReplicasNotClustered) {
+		if !cannotPlace(err) {
 			return nil, err
 		}
 	}
 	return nil, err
+}
+
+func cannotPlace(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode == jsInsufficientResources || ae.ErrorCode == jsReplicasNotClustered)
 }
 
 // checkReplicas refuses a stream with fewer replicas than the config asks

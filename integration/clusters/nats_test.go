@@ -125,3 +125,22 @@ func TestNATSClusterDefaultReplicasSurviveLeaderLoss(t *testing.T) {
 		leader, retried, len(subs), time.Since(killed).Round(10*time.Millisecond))
 	waitAll(t, subs, 10*time.Second, func(s *subscriber) string { return "after-" + s.user })
 }
+
+// TestNATSReplicasThatCannotBePlacedFailTheStart: replicas 3 on a single
+// server is a config error at start, not a silent single copy.
+func TestNATSReplicasThatCannotBePlacedFailTheStart(t *testing.T) {
+	port := freePort(t)
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready in 10s")
+	}
+	_, err = runNode(t, "replicas3", fmt.Sprintf("broker nats nats://127.0.0.1:%d {\n\t\t\treplicas 3\n\t\t}", port))
+	if err == nil || !strings.Contains(err.Error(), "with replicas 3") {
+		t.Fatalf("replicas 3 on one server: want a failed start naming the replicas, got %v", err)
+	}
+}
