@@ -60,6 +60,7 @@ func TestBrokerCaddyfiles(t *testing.T) {
 			`{"url":"rediss://h:6380/2","username":"u","password":"p","db":3,"tls":true,"tls_ca":"/ca.pem","prefix":"acme:","timeout":1000000000}`},
 		{"redis cluster", "redis {\n addrs a:1 b:2 c:3\n}", new(RedisBroker), `{"addrs":["a:1","b:2","c:3"]}`},
 		{"redis sentinel", "redis {\n addrs s1:26379 s2:26379\n master_name mymaster\n}", new(RedisBroker), `{"addrs":["s1:26379","s2:26379"],"master_name":"mymaster"}`},
+		{"redis cluster asked for", "redis redis://h:6379 {\n cluster on\n}", new(RedisBroker), `{"url":"redis://h:6379","cluster":"on"}`},
 	}
 	for _, tc := range good {
 		if err := tc.mod.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in)); err != nil {
@@ -84,6 +85,7 @@ func TestBrokerCaddyfiles(t *testing.T) {
 		{"redis", new(RedisBroker), "needs a url or addrs"},
 		{"redis u {\n tls yes\n}", new(RedisBroker), "wrong argument count"},
 		{"redis u {\n nope\n}", new(RedisBroker), `unknown redis broker option "nope"`},
+		{"redis u {\n cluster maybe\n}", new(RedisBroker), `cluster "maybe": want on, off or auto`},
 	}
 	for _, tc := range bad {
 		err := tc.mod.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))

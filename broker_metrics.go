@@ -21,6 +21,8 @@ import (
 //	caddyws_push_broker_gaps_filled_total{broker}
 //	caddyws_push_broker_gaps_lost_total{broker}
 //	caddyws_push_broker_connected{broker}   (connected nodes' brokers, 0 while down)
+//	caddyws_push_broker_topology_refreshes_total{broker}
+//	caddyws_push_broker_failovers_total{broker}
 var liveBrokers = struct {
 	sync.Mutex
 	set map[*trackedBroker]struct{}
@@ -59,7 +61,7 @@ func (t *trackedBroker) Stats() broker.Stats {
 }
 
 type brokerCollector struct {
-	errors, disconnects, reconnects, filled, lost, connected *prometheus.Desc
+	errors, disconnects, reconnects, filled, lost, connected, refreshes, failovers *prometheus.Desc
 }
 
 var theBrokerCollector = func() *brokerCollector {
@@ -73,11 +75,13 @@ var theBrokerCollector = func() *brokerCollector {
 		filled:      d("gaps_filled_total", "Gaps in live delivery between nodes filled from history."),
 		lost:        d("gaps_lost_total", "Gaps in live delivery between nodes that history could not fill."),
 		connected:   d("connected", "Brokers currently connected to their server."),
+		refreshes:   d("topology_refreshes_total", "Reloads of the broker servers' topology (Redis Cluster slot map)."),
+		failovers:   d("failovers_total", "Changes of the broker servers in use (Redis Cluster masters replaced)."),
 	}
 }()
 
 func (c *brokerCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.errors, c.disconnects, c.reconnects, c.filled, c.lost, c.connected} {
+	for _, d := range []*prometheus.Desc{c.errors, c.disconnects, c.reconnects, c.filled, c.lost, c.connected, c.refreshes, c.failovers} {
 		ch <- d
 	}
 }
@@ -93,6 +97,8 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		a.GapsFilled += s.GapsFilled
 		a.GapsLost += s.GapsLost
 		a.Connected += s.Connected
+		a.Refreshes += s.Refreshes
+		a.Failovers += s.Failovers
 		sums[t.kind] = a
 	}
 	liveBrokers.Unlock()
@@ -103,6 +109,8 @@ func (c *brokerCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.filled, prometheus.CounterValue, float64(s.GapsFilled), kind)
 		ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(s.GapsLost), kind)
 		ch <- prometheus.MustNewConstMetric(c.connected, prometheus.GaugeValue, float64(s.Connected), kind)
+		ch <- prometheus.MustNewConstMetric(c.refreshes, prometheus.CounterValue, float64(s.Refreshes), kind)
+		ch <- prometheus.MustNewConstMetric(c.failovers, prometheus.CounterValue, float64(s.Failovers), kind)
 	}
 }
 

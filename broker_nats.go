@@ -30,7 +30,11 @@ type NATSBroker struct {
 	Stream string `json:"stream,omitempty"`
 	// Storage of the JetStream stream: file or memory. Default: file.
 	Storage string `json:"storage,omitempty"`
-	// Replicas of the JetStream stream in a NATS cluster. Default: 1.
+	// Replicas of the JetStream stream in a NATS cluster (1 to 5). When
+	// set, a stream with fewer replicas is an error at start. When unset, a
+	// new stream gets 3 on a NATS cluster (2 or 1 if JetStream cannot place
+	// 3) and 1 on a single server; an existing stream keeps its replicas.
+	// Default: 3 on a cluster, 1 on a single server.
 	Replicas int `json:"replicas,omitempty"`
 	// Username and Password authenticate with user/password. Default: none.
 	Username string `json:"username,omitempty"`

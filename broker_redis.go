@@ -18,18 +18,25 @@ func init() {
 // RedisBroker carries websocket_push messages between Caddy nodes through
 // Redis Pub/Sub, and keeps history in Redis Streams so that any node can
 // serve a reconnect. Each node subscribes only to the streams its
-// connections need. Standalone Redis by URL; Redis Cluster or Sentinel with
-// addrs (and master_name). Every string field accepts placeholders such as
+// connections need. Standalone Redis or Redis Cluster by URL or addrs (the
+// broker asks the server which it is, see Cluster); Sentinel with addrs and
+// master_name. Every string field accepts placeholders such as
 // {env.REDIS_URL}.
 type RedisBroker struct {
 	// URL is redis://[user:password@]host:port[/db], or rediss:// for TLS.
 	// Either URL or Addrs is required.
 	URL string `json:"url,omitempty"`
-	// Addrs are host:port addresses: several Redis Cluster nodes, or the
-	// sentinels when MasterName is set. Default: none.
+	// Addrs are host:port addresses: Redis Cluster nodes (one is enough),
+	// a standalone server, or the sentinels when MasterName is set.
+	// Default: none.
 	Addrs []string `json:"addrs,omitempty"`
 	// MasterName selects Redis Sentinel with this master. Default: none.
 	MasterName string `json:"master_name,omitempty"`
+	// Cluster says whether Redis is a Redis Cluster: on, off or auto. auto
+	// asks the server at start (INFO cluster), so one cluster node's
+	// address or URL is enough; on and off are checked against the server
+	// too, and a mismatch fails the config load. Default: auto.
+	Cluster string `json:"cluster,omitempty"`
 	// Username and Password (ACL or requirepass); override the URL's.
 	// Default: the URL's, else none.
 	Username string `json:"username,omitempty"`
@@ -77,7 +84,7 @@ func (r *RedisBroker) Provision(ctx caddy.Context) error {
 		addrs = append(addrs, s(a))
 	}
 	r.cfg = redisbroker.Config{
-		URL: s(r.URL), Addrs: addrs, MasterName: s(r.MasterName),
+		URL: s(r.URL), Addrs: addrs, MasterName: s(r.MasterName), Cluster: s(r.Cluster),
 		Username: s(r.Username), Password: s(r.Password), DB: r.DB,
 		TLS: r.TLS, TLSCA: s(r.TLSCA), TLSCert: s(r.TLSCert), TLSKey: s(r.TLSKey), TLSServerName: s(r.TLSServerName),
 		Prefix: s(r.Prefix), Timeout: time.Duration(r.Timeout), ReconnectWait: time.Duration(r.ReconnectWait),
@@ -102,6 +109,7 @@ func (r *RedisBroker) NewBroker(h broker.History, logger *zap.Logger) (broker.Br
 //	broker redis [<url>] {
 //		addrs           <host:port...>
 //		master_name     <name>
+//		cluster         on|off|auto
 //		username        <user>
 //		password        <password>
 //		db              <n>
@@ -138,6 +146,10 @@ func (r *RedisBroker) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "master_name":
 			err = oneArg(d, &r.MasterName)
+		case "cluster":
+			if err = oneArg(d, &r.Cluster); err == nil && r.Cluster != "on" && r.Cluster != "off" && r.Cluster != "auto" {
+				return d.Errf("cluster %q: want on, off or auto", r.Cluster)
+			}
 		case "username":
 			err = oneArg(d, &r.Username)
 		case "password":

@@ -22,6 +22,12 @@ type Stats struct {
 	GapsLost uint64
 	// Connected is 1 while the node is connected to the broker server.
 	Connected uint64
+	// Refreshes counts reloads of the server topology (the Redis Cluster
+	// slot map).
+	Refreshes uint64
+	// Failovers counts changes of the servers in use seen by the broker:
+	// Redis Cluster masters replaced.
+	Failovers uint64
 }
 
 // StatsReporter is implemented by brokers that count their trouble.
@@ -32,6 +38,7 @@ type StatsReporter interface {
 // Counters is a concurrency-safe Stats that brokers embed.
 type Counters struct {
 	Errors, Disconnects, Reconnects, GapsFilled, GapsLost, Connected atomic.Uint64
+	Refreshes, Failovers                                             atomic.Uint64
 }
 
 // Snapshot returns the current values.
@@ -43,5 +50,7 @@ func (c *Counters) Snapshot() Stats {
 		GapsFilled:  c.GapsFilled.Load(),
 		GapsLost:    c.GapsLost.Load(),
 		Connected:   c.Connected.Load(),
+		Refreshes:   c.Refreshes.Load(),
+		Failovers:   c.Failovers.Load(),
 	}
 }

@@ -45,7 +45,8 @@ type Config struct {
 	Stream string
 	// Storage is "file" or "memory" for the JetStream stream.
 	Storage string
-	// Replicas of the JetStream stream (clustered JetStream).
+	// Replicas of the JetStream stream (clustered JetStream); 0 picks 3 on
+	// a cluster, 1 on a single server (see putStream).
 	Replicas int
 
 	Username, Password string
@@ -82,9 +83,6 @@ func (c *Config) setDefaults() {
 	if c.Storage == "" {
 		c.Storage = "file"
 	}
-	if c.Replicas == 0 {
-		c.Replicas = 1
-	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
 	}
@@ -119,6 +117,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Storage != "" && c.Storage != "file" && c.Storage != "memory" {
 		return fmt.Errorf("nats broker: storage %q (want file or memory)", c.Storage)
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		return fmt.Errorf("nats broker: replicas %d (JetStream allows 1 to 5)", c.Replicas)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("nats broker: tls cert and key go together")

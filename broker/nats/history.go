@@ -54,7 +54,7 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 	if js == nil {
 		return fmt.Errorf("creating jetstream stream %s: %w", b.cfg.Stream, broker.ErrUnavailable)
 	}
-	s, err := js.CreateOrUpdateStream(ctx, b.streamConfig())
+	s, err := b.putStream(ctx, js)
 	if err != nil {
 		// A config this node cannot apply (e.g. other storage) is not fatal
 		// as long as the stream exists: use it as it is.
@@ -62,7 +62,10 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 		if s, serr = js.Stream(ctx, b.cfg.Stream); serr != nil {
 			return fmt.Errorf("creating jetstream stream %s: %w", b.cfg.Stream, err)
 		}
-		b.log.Warn("jetstream history stream exists with other settings; using it as is")
+		b.log.Warn("jetstream history stream exists with other settings; using it as is", zap.Error(err))
+	}
+	if err := b.checkReplicas(s.CachedInfo()); err != nil {
+		return err
 	}
 	b.setEpoch(s.CachedInfo())
 	return nil

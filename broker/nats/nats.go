@@ -135,7 +135,10 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	if nc.IsConnected() {
 		b.stats.Connected.Store(1)
 		b.log.Info("connected to nats", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
-		b.ensureStreamBounded(ctx)
+		if err := b.ensureStreamBounded(ctx); errors.Is(err, errTooFewReplicas) {
+			_ = b.Close()
+			return err
+		}
 	} else {
 		b.stats.Errors.Add(1)
 		b.log.Warn("nats unreachable: publishes fail until it is back; reconnecting in the background", zap.String("url", broker.RedactURL(b.cfg.URL)))
@@ -275,7 +278,7 @@ func (b *Broker) onConnect(nc *gonats.Conn) {
 	// Only after a failed first attempt (RetryOnFailedConnect).
 	b.stats.Connected.Store(1)
 	b.log.Info("connected to nats", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
-	go b.ensureStreamBounded(b.ctx)
+	go func() { _ = b.ensureStreamBounded(b.ctx) }()
 }
 
 func (b *Broker) onDisconnect(nc *gonats.Conn, err error) {
@@ -292,7 +295,7 @@ func (b *Broker) onReconnect(nc *gonats.Conn) {
 	b.stats.Connected.Store(1)
 	b.stats.Reconnects.Add(1)
 	b.log.Info("reconnected to nats; subscriptions restored", zap.String("url", broker.RedactURL(nc.ConnectedUrl())))
-	go b.ensureStreamBounded(b.ctx)
+	go func() { _ = b.ensureStreamBounded(b.ctx) }()
 }
 
 func (b *Broker) onAsyncError(nc *gonats.Conn, sub *gonats.Subscription, err error) {
@@ -306,16 +309,18 @@ func (b *Broker) onAsyncError(nc *gonats.Conn, sub *gonats.Subscription, err err
 
 // ensureStreamBounded runs ensureStream with the configured timeout and
 // logs a failure; the next publish or reconnect tries again.
-func (b *Broker) ensureStreamBounded(ctx context.Context) {
+func (b *Broker) ensureStreamBounded(ctx context.Context) error {
 	if b.hist.Size <= 0 {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*b.cfg.Timeout)
 	defer cancel()
-	if err := b.ensureStream(ctx); err != nil && b.ctx.Err() == nil {
+	err := b.ensureStream(ctx)
+	if err != nil && b.ctx.Err() == nil {
 		b.stats.Errors.Add(1)
 		b.log.Error("setting up the jetstream history stream (is JetStream enabled on the server, e.g. nats-server -js, and may this user use it?)", zap.String("stream", b.cfg.Stream), zap.Error(err))
 	}
+	return err
 }
 
 // isConnErr reports errors that mean "cannot reach NATS" rather than a

@@ -36,11 +36,16 @@ type Config struct {
 	// URL is a redis:// or rediss:// URL (user, password and db may be in
 	// it). Either URL or Addrs.
 	URL string
-	// Addrs are host:port addresses: several for Redis Cluster, or the
-	// sentinels when MasterName is set.
+	// Addrs are host:port addresses: Redis Cluster nodes (one is enough),
+	// one standalone server, or the sentinels when MasterName is set.
 	Addrs []string
 	// MasterName selects Redis Sentinel with this master.
 	MasterName string
+	// Cluster is "auto", "on" or "off": whether the server is a Redis
+	// Cluster. auto asks the server (INFO cluster_enabled) when given one
+	// address; on and off are checked against the server as well, and a
+	// mismatch fails the start.
+	Cluster string
 
 	Username, Password string
 	DB                 int
@@ -76,7 +81,17 @@ func (c *Config) setDefaults() {
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = DefaultReconnectWait
 	}
+	if c.Cluster == "" {
+		c.Cluster = ClusterAuto
+	}
 }
+
+// Cluster modes.
+const (
+	ClusterAuto = "auto"
+	ClusterOn   = "on"
+	ClusterOff  = "off"
+)
 
 // Validate reports configuration mistakes before anything connects.
 func (c *Config) Validate() error {
@@ -93,6 +108,20 @@ func (c *Config) Validate() error {
 		if _, err := goredis.ParseURL(c.URL); err != nil {
 			return fmt.Errorf("redis broker: url %s: %w", broker.RedactURL(c.URL), broker.RedactError(err, c.URL))
 		}
+	}
+	switch c.Cluster {
+	case "", ClusterAuto, ClusterOn, ClusterOff:
+	default:
+		return fmt.Errorf("redis broker: cluster %q (want on, off or auto)", c.Cluster)
+	}
+	if c.MasterName != "" && c.Cluster == ClusterOn {
+		return errors.New("redis broker: master_name (Sentinel) and cluster on exclude each other")
+	}
+	if c.MasterName == "" && c.Cluster == ClusterOff && len(c.Addrs) > 1 {
+		return fmt.Errorf("redis broker: cluster off takes one address, not %d", len(c.Addrs))
+	}
+	if c.MasterName == "" && c.Cluster == ClusterOn && c.DB != 0 {
+		return fmt.Errorf("redis broker: db %d: Redis Cluster has only db 0", c.DB)
 	}
 	if c.DB < 0 {
 		return fmt.Errorf("redis broker: db %d", c.DB)

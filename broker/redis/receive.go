@@ -65,12 +65,15 @@ func (b *Broker) receive() {
 					return
 				}
 				b.log.Debug("redis subscriber still unreachable", zap.Duration("retry_in", wait), zap.Error(err))
+				if b.slots != nil {
+					b.slots.connError()
+				}
 				select {
 				case <-b.ctx.Done():
 					return
 				case <-time.After(jitter(wait)):
 				}
-				wait = min(2*wait, 30*time.Second)
+				wait = min(2*wait, b.maxReconnectWait())
 				continue
 			}
 			connected, wait = true, b.cfg.ReconnectWait
@@ -78,6 +81,7 @@ func (b *Broker) receive() {
 			if everConnected {
 				b.stats.Reconnects.Add(1)
 				b.log.Info("reconnected to redis; subscriptions restored")
+				b.catchUp()
 			}
 			everConnected = true
 		}
@@ -97,6 +101,9 @@ func (b *Broker) receive() {
 				}
 			}
 			connected, pinged = false, false
+			if b.slots != nil {
+				b.slots.connError()
+			}
 			b.stats.Connected.Store(0)
 			b.stats.Disconnects.Add(1)
 			b.stats.Errors.Add(1)
@@ -108,6 +115,17 @@ func (b *Broker) receive() {
 			b.handleWire(m)
 		}
 	}
+}
+
+// maxReconnectWait bounds the back-off. On a cluster, the subscriber's node
+// may be a master that just died while its replica takes over in seconds:
+// retrying at most every second (a cheap dial per node) resubscribes right
+// after the slot map has changed.
+func (b *Broker) maxReconnectWait() time.Duration {
+	if b.slots != nil {
+		return max(b.cfg.ReconnectWait, time.Second)
+	}
+	return 30 * time.Second
 }
 
 func jitter(d time.Duration) time.Duration {
@@ -175,4 +193,49 @@ func (b *Broker) fillGap(stream string, last broker.Position, off uint64) {
 	}
 	b.stats.GapsFilled.Add(1)
 	b.log.Info("filled a gap in live delivery from history", zap.String("stream", stream), zap.Int("messages", n))
+}
+
+// catchUp delivers, after a reconnect, what was published to the streams
+// this node had received while its subscriber connection was down: without
+// it a stream that gets no further message would never reveal its gap. One
+// history read per stream with a known position.
+func (b *Broker) catchUp() {
+	if b.hist.Size <= 0 {
+		return
+	}
+	b.gaps.mu.Lock()
+	known := make(map[string]broker.Position, len(b.gaps.last))
+	for s, p := range b.gaps.last {
+		known[s] = p
+	}
+	b.gaps.mu.Unlock()
+	filled := 0
+	for stream, last := range known {
+		if b.ctx.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.Timeout)
+		got, _, err := b.since(ctx, stream, last)
+		cancel()
+		if err != nil {
+			b.stats.GapsLost.Add(1)
+			b.log.Warn("messages published while disconnected could not be read from history",
+				zap.String("stream", stream), zap.Uint64("after", last.Offset), zap.Error(err))
+			continue
+		}
+		if len(got) == 0 {
+			continue
+		}
+		for _, s := range got {
+			if s.node != b.node {
+				b.handler(s.Message)
+			}
+		}
+		b.gaps.set(stream, got[len(got)-1].Position)
+		b.stats.GapsFilled.Add(1)
+		filled += len(got)
+	}
+	if filled > 0 {
+		b.log.Info("delivered messages published while disconnected, from history", zap.Int("messages", filled))
+	}
 }

@@ -28,8 +28,12 @@ type Broker struct {
 	node  string
 	stats broker.Counters
 
-	client goredis.UniversalClient
-	ps     *goredis.PubSub
+	// Set once a server has answered (see useClient).
+	client  goredis.UniversalClient
+	ps      *goredis.PubSub
+	mode    mode
+	slots   *slotWatcher // Redis Cluster only
+	modeErr error        // a wrong cluster setting found after start
 
 	mu      sync.Mutex
 	want    map[string]bool // streams of interest
@@ -107,38 +111,46 @@ func (b *Broker) keep() int64 {
 	return (2*b.hist.TTL + time.Minute).Milliseconds()
 }
 
-// Start creates the clients and the subscriber loop. It does not fail when
-// Redis is down: the node starts, publishes get ErrUnavailable, and the
-// subscriber keeps reconnecting.
+// Start finds out whether Redis is a cluster (see detectMode), creates the
+// client and the subscriber loop. A wrong cluster setting is an error; Redis
+// being down is not: the node starts, publishes get ErrUnavailable, and the
+// broker keeps trying in the background.
 func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		return fmt.Errorf("starting redis broker: %w", broker.ErrUnavailable)
 	}
 	if b.started {
+		b.mu.Unlock()
 		return nil
 	}
 	opts, err := b.cfg.universalOptions()
 	if err != nil {
+		b.mu.Unlock()
 		return err
 	}
-	b.client = goredis.NewUniversalClient(opts)
-	b.ps = b.client.Subscribe(b.ctx)
 	b.handler, b.started = h, true
-	for s := range b.want {
-		b.ops = append(b.ops, subOp{true, b.channel(s)})
-	}
-	b.wg.Add(2)
-	go b.applyOps()
-	go b.receive()
-	pctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	b.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	if err := b.client.Ping(pctx).Err(); err != nil {
+	m, err := b.detectMode(dctx, opts)
+	switch {
+	case errors.Is(err, errUndecided):
 		b.stats.Errors.Add(1)
 		b.log.Warn("redis unreachable: publishes fail until it is back; reconnecting in the background", zap.Error(err))
-	} else {
-		b.log.Info("connected to redis", zap.Strings("addrs", opts.Addrs))
+		b.wg.Add(1)
+		go b.connectLoop(opts)
+		return nil
+	case err != nil:
+		return err
+	}
+	b.useClient(m, opts)
+	if m == modeSentinel {
+		if err := b.client.Ping(dctx).Err(); err != nil {
+			b.stats.Errors.Add(1)
+			b.log.Warn("redis sentinel or master unreachable: publishes fail until it is back; reconnecting in the background", zap.Error(err))
+		}
 	}
 	return nil
 }
@@ -150,10 +162,16 @@ func (b *Broker) Start(ctx context.Context, h broker.Handler) error {
 // subscription.
 func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broker.Position, error) {
 	b.mu.Lock()
-	client, closed := b.client, b.closed
+	client, closed, modeErr := b.client, b.closed, b.modeErr
 	b.mu.Unlock()
-	if client == nil || closed {
+	switch {
+	case closed:
 		return broker.Position{}, fmt.Errorf("publishing to %q: redis broker not running: %w", stream, broker.ErrUnavailable)
+	case modeErr != nil:
+		return broker.Position{}, fmt.Errorf("publishing to %q: %w: %w", stream, broker.ErrUnavailable, modeErr)
+	case client == nil:
+		b.stats.Errors.Add(1)
+		return broker.Position{}, fmt.Errorf("publishing to %q: no redis server reached yet: %w", stream, broker.ErrUnavailable)
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
@@ -175,13 +193,22 @@ func (b *Broker) Publish(ctx context.Context, stream string, data []byte) (broke
 }
 
 func (b *Broker) publish(ctx context.Context, client goredis.UniversalClient, stream string, data []byte) (broker.Position, error) {
+	c := noRetry{client}
 	if b.hist.Size <= 0 {
 		msg := make([]byte, 0, len(b.node)+4+len(data))
 		msg = append(append(append(msg, b.node...), "\n\n0\n"...), data...)
-		return broker.Position{}, client.Publish(ctx, b.channel(stream), msg).Err()
+		return broker.Position{}, b.withFailover(ctx, func() error {
+			cmd := goredis.NewCmd(ctx, "publish", b.channel(stream), msg)
+			return c.Process(ctx, noRetryCmd{cmd})
+		})
 	}
-	res, err := publishScript.Run(ctx, client, b.keys(stream),
-		b.channel(stream), b.node, data, b.hist.Size, b.hist.TTL.Milliseconds(), b.keep(), newEpoch()).Slice()
+	var res []any
+	err := b.withFailover(ctx, func() error {
+		var err error
+		res, err = publishScript.Run(ctx, c, b.keys(stream),
+			b.channel(stream), b.node, data, b.hist.Size, b.hist.TTL.Milliseconds(), b.keep(), newEpoch()).Slice()
+		return err
+	})
 	if err != nil {
 		return broker.Position{}, err
 	}
@@ -243,8 +270,8 @@ func (b *Broker) queue(stream string, sub bool) error {
 	} else {
 		delete(b.want, stream)
 	}
-	if !b.started {
-		return nil
+	if b.client == nil {
+		return nil // useClient subscribes to every stream of interest
 	}
 	b.ops = append(b.ops, subOp{sub, b.channel(stream)})
 	select {
@@ -292,17 +319,19 @@ func (b *Broker) Close() error {
 		b.mu.Unlock()
 		return nil
 	}
-	b.closed = true
-	started := b.started
+	b.closed = true // no useClient after this
+	client, ps := b.client, b.ps
 	b.mu.Unlock()
 	b.cancel()
-	if !started {
-		return nil
+	if ps != nil {
+		_ = ps.Close()
 	}
-	_ = b.ps.Close()
 	b.wg.Wait()
 	b.stats.Connected.Store(0)
-	return b.client.Close()
+	if client == nil {
+		return nil
+	}
+	return client.Close()
 }
 
 // Stats returns the error, reconnect and gap counters.
