@@ -3,7 +3,6 @@ package caddyws
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -210,13 +209,7 @@ func TestPushStalledClient(t *testing.T) {
 }`)
 	// A tiny receive buffer so the server's writes to it block soon.
 	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDial: func(network, addr string) (net.Conn, error) {
-		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-			})
-			return errors.Join(err, serr)
-		}}
+		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error { return setRecvBuffer(rc, 4096) }}
 		return nd.Dial(network, addr)
 	}}
 	stalled, _, err := d.Dial(tc.WSURL("/ws"), nil)
