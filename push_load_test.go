@@ -96,6 +96,9 @@ func closeSubs(subs []*sub) {
 // events, 10 000 messages of every addressing kind; every connection gets
 // exactly the messages its subscriptions match, in publish order.
 func TestPushFanOutCorrectness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED under -short: TestPushFanOutCorrectness is long (1000 subscribers, 10000 publishes); run without -short")
+	}
 	tc, _ := pushCaddy(t, `http://localhost:@HTTP@ {
 	websocket_push /ws {
 		hub fan

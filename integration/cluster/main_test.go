@@ -11,6 +11,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -30,6 +31,11 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 // run builds cmd/caddy once (shared with the other packages through
 // testcaddy's cache) before the tests.
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "SKIPPED under -short: the cluster tests need redis-server and a Caddy build; run without -short")
+		return 0
+	}
 	if _, err := testcaddy.Binary(); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		return 1

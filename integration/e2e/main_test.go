@@ -9,6 +9,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +31,11 @@ func TestMain(m *testing.M) {
 // `go test -race`, so a race in our handlers under real clients shows up in
 // Caddy's log and fails the test).
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "SKIPPED under -short: the e2e tests need chromium, node, x11vnc, Xvfb, websockify and a Caddy build; run without -short")
+		return 0
+	}
 	if _, err := testcaddy.Binary(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1

@@ -10,6 +10,7 @@
 package interop
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -29,6 +30,11 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "SKIPPED under -short: the interop tests need websockify, node and a Caddy build; run without -short")
+		return 0
+	}
 	var err error
 	workDir, err = os.MkdirTemp("", "caddyws-interop-")
 	if err != nil {
