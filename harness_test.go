@@ -1,6 +1,6 @@
 package caddyws
 
-// The root package's names for internal/testcaddy: a real Caddy in this test
+// The root package's names for internal/testcaddy and its inproc: a real Caddy in this test
 // process on reserved loopback ports. One config is loaded at a time (Caddy
 // is a process-wide singleton): integration tests must not use t.Parallel().
 
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/caddyws/caddyws/internal/testcaddy"
+	"github.com/caddyws/caddyws/internal/testcaddy/inproc"
 )
 
 // testCaddy is a running Caddy whose Caddyfile may use @HTTP@ (an HTTP port),
@@ -22,11 +23,11 @@ type testCaddy struct {
 	ExtraPort int
 }
 
-func (tc *testCaddy) c() *testcaddy.Caddy {
-	return &testcaddy.Caddy{T: tc.t, HTTPPort: tc.HTTPPort, HTTPSPort: tc.HTTPSPort, AdminPort: tc.AdminPort, ExtraPort: tc.ExtraPort}
+func (tc *testCaddy) c() *inproc.Caddy {
+	return &inproc.Caddy{T: tc.t, HTTPPort: tc.HTTPPort, HTTPSPort: tc.HTTPSPort, AdminPort: tc.AdminPort, ExtraPort: tc.ExtraPort}
 }
 
-func wrap(t *testing.T, c *testcaddy.Caddy) *testCaddy {
+func wrap(t *testing.T, c *inproc.Caddy) *testCaddy {
 	return &testCaddy{t: t, HTTPPort: c.HTTPPort, HTTPSPort: c.HTTPSPort, AdminPort: c.AdminPort, ExtraPort: c.ExtraPort}
 }
 
@@ -46,7 +47,7 @@ func lowPorts(t *testing.T, n int) []int {
 // added here) and stops Caddy when the test ends.
 func startCaddy(t *testing.T, sites string) *testCaddy {
 	t.Helper()
-	return wrap(t, testcaddy.Start(t, sites))
+	return wrap(t, inproc.Start(t, sites))
 }
 
 // pushCaddy is startCaddy that also returns the @EXTRA@ port.

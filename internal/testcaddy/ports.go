@@ -1,9 +1,7 @@
-// Package testcaddy is the one test harness of this repository: Caddy in the
-// test process (Start) or as its own process built from cmd/caddy (Binary,
-// RunProcess), on ports picked by one picker (Ports).
-//
-// Caddy is a process-wide singleton: tests that use Start must not call
-// t.Parallel().
+// Package testcaddy is the one test harness of this repository: Caddy as
+// its own process built from cmd/caddy (Binary, RunProcess) or, with the
+// subpackage inproc, inside the test process, on ports from one picker
+// (Ports, WithPorts).
 package testcaddy
 
 import (

@@ -1,4 +1,9 @@
-package testcaddy
+// Package inproc runs Caddy inside the test process, on ports from
+// testcaddy. It is apart from testcaddy so that packages which only run
+// Caddy as a process (the integration module) do not link Caddy's
+// standard modules. Caddy is a process-wide singleton: tests that use
+// Start must not call t.Parallel().
+package inproc
 
 import (
 	"bytes"
@@ -13,6 +18,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/caddyws/caddyws/internal/testcaddy"
 )
 
 // Caddy is Caddy running in the test process. Its Caddyfile may use the
@@ -32,7 +38,7 @@ type Caddy struct {
 func Start(t testing.TB, sites string) *Caddy {
 	t.Helper()
 	var tc *Caddy
-	WithPorts(t, 4, func(p []int) error {
+	testcaddy.WithPorts(t, 4, func(p []int) error {
 		tc = &Caddy{T: t, HTTPPort: p[0], HTTPSPort: p[1], AdminPort: p[2], ExtraPort: p[3]}
 		return tc.Load(sites)
 	})
