@@ -3,18 +3,13 @@ package caddyws
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"math/rand"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/gorilla/websocket"
 )
 
@@ -187,63 +182,4 @@ func jsonDecode(r *http.Request, v any) error {
 func readAllString(r io.Reader) string {
 	b, _ := io.ReadAll(r)
 	return string(b)
-}
-
-// The fan-out and reload tests hold 1000+ WebSockets on both ends of
-// loopback (2000+ descriptors): raise the soft limit to the hard one.
-func init() {
-	var lim syscall.Rlimit
-	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-}
-
-// pushCaddy is startCaddy with ports picked below the kernel's ephemeral
-// range (32768+), so that the thousands of client sockets these tests and
-// others on the machine open cannot take a port between its pick and
-// Caddy's bind; a load that still meets a taken port is retried with new
-// ports. @EXTRA@ in sites is one more port. It returns the extra port too.
-func pushCaddy(t *testing.T, sites string) (*testCaddy, int) {
-	t.Helper()
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		ports := lowPorts(t, 4)
-		tc := &testCaddy{t: t, HTTPPort: ports[0], HTTPSPort: ports[1], AdminPort: ports[2]}
-		err = tc.load(strings.ReplaceAll(sites, "@EXTRA@", fmt.Sprint(ports[3])))
-		if err == nil {
-			t.Cleanup(func() { _ = caddy.Stop() })
-			return tc, ports[3]
-		}
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("loading config: %v", err)
-	return nil, 0
-}
-
-// lowPorts returns n distinct ports in [20000, 32000) that were free on
-// every interface a moment ago.
-func lowPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	seen := map[int]bool{}
-	for tries := 0; len(out) < n && tries < 1000; tries++ {
-		p := 20000 + rand.Intn(12000)
-		if seen[p] {
-			continue
-		}
-		seen[p] = true
-		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		out = append(out, p)
-	}
-	if len(out) < n {
-		t.Fatal("no free ports below the ephemeral range")
-	}
-	return out
 }

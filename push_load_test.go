@@ -3,7 +3,6 @@ package caddyws
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand"
 	"net"
@@ -97,6 +96,9 @@ func closeSubs(subs []*sub) {
 // events, 10 000 messages of every addressing kind; every connection gets
 // exactly the messages its subscriptions match, in publish order.
 func TestPushFanOutCorrectness(t *testing.T) {
+	if testing.Short() {
+		t.Skip("SKIPPED under -short: TestPushFanOutCorrectness is long (1000 subscribers, 10000 publishes); run without -short")
+	}
 	tc, _ := pushCaddy(t, `http://localhost:@HTTP@ {
 	websocket_push /ws {
 		hub fan
@@ -210,13 +212,7 @@ func TestPushStalledClient(t *testing.T) {
 }`)
 	// A tiny receive buffer so the server's writes to it block soon.
 	d := &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDial: func(network, addr string) (net.Conn, error) {
-		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-			})
-			return errors.Join(err, serr)
-		}}
+		nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error { return setRecvBuffer(rc, 4096) }}
 		return nd.Dial(network, addr)
 	}}
 	stalled, _, err := d.Dial(tc.WSURL("/ws"), nil)

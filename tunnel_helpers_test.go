@@ -6,16 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/gorilla/websocket"
 )
@@ -190,40 +186,14 @@ func hostPort(addr string) (string, string) {
 
 func runtimeGoroutines() int { return runtime.NumGoroutine() }
 
-// startTunnelCaddy is startCaddy with ports picked below the kernel's
-// ephemeral range, and new ones if a port was taken anyway before Caddy
-// bound it: other test processes on the machine open thousands of loopback
-// connections, whose ephemeral ports land on ports picked with ":0".
+// startTunnelCaddy is startCaddy (the tunnel tests' name for it).
 func startTunnelCaddy(t *testing.T, sites string) *testCaddy {
 	t.Helper()
-	for attempt := 0; ; attempt++ {
-		tc := &testCaddy{t: t, HTTPPort: quietPort(t), HTTPSPort: quietPort(t), AdminPort: quietPort(t)}
-		if tc.HTTPPort == tc.HTTPSPort || tc.HTTPPort == tc.AdminPort || tc.HTTPSPort == tc.AdminPort {
-			continue
-		}
-		err := tc.load(sites)
-		if err == nil {
-			t.Cleanup(func() { _ = caddy.Stop() })
-			return tc
-		}
-		if attempt == 5 || !strings.Contains(err.Error(), "address already in use") {
-			t.Fatalf("loading config: %v", err)
-		}
-	}
+	return startCaddy(t, sites)
 }
 
-// quietPort returns a port below the ephemeral range (Linux: 32768 and up)
-// that was free on all interfaces a moment ago.
+// quietPort returns a port reserved for this test (testcaddy.Port).
 func quietPort(t testing.TB) int {
 	t.Helper()
-	for range 100 {
-		p := 20000 + mrand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return p
-	}
 	return freePort(t)
 }

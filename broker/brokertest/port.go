@@ -1,28 +1,16 @@
 package brokertest
 
 import (
-	"fmt"
-	"math/rand/v2"
-	"net"
 	"testing"
+
+	"github.com/caddyws/caddyws/internal/testcaddy"
 )
 
-// FreePort returns a TCP port that is free on every interface and lies
-// below the kernel's ephemeral range (32768+): a port from Listen(":0") is
-// in that range, and once released, an outgoing connection of any process
-// may take it as its local port, so a server restarted on it (or started
-// a moment later) fails with "address already in use".
+// FreePort returns a TCP port that is free on every interface, lies below
+// the kernel's ephemeral range (so that no outgoing connection can take it
+// before the server binds it) and is reserved for this test until it ends,
+// also against the other test processes of this repository.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 200 {
-		p := 10000 + rand.IntN(20000)
-		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return p
-	}
-	t.Fatal("no free port below 30000")
-	return 0
+	return testcaddy.Port(t)
 }

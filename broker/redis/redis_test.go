@@ -31,6 +31,9 @@ func freePort(t *testing.T) int { return brokertest.FreePort(t) }
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("SKIPPED under -short: %s needs the outside program redis-server; run without -short", t.Name())
+	}
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("SKIPPING REDIS BROKER TESTS: redis-server is not on PATH (apt-get install redis-server); CI must install it")
 	}

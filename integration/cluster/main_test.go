@@ -11,45 +11,33 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/caddyws/caddyws/broker/brokertest"
+	"github.com/caddyws/caddyws/internal/testcaddy"
 )
 
-var (
-	caddyBin string
-	repoRoot string
-)
+var repoRoot = testcaddy.RepoRoot
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
+// run builds cmd/caddy once (shared with the other packages through
+// testcaddy's cache) before the tests.
 func run(m *testing.M) int {
-	_, file, _, _ := runtime.Caller(0)
-	repoRoot = filepath.Dir(filepath.Dir(filepath.Dir(file)))
-	dir, err := os.MkdirTemp("", "caddyws-cluster-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cluster: temp dir:", err)
-		return 1
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "SKIPPED under -short: the cluster tests need redis-server and a Caddy build; run without -short")
+		return 0
 	}
-	defer os.RemoveAll(dir)
-	caddyBin = filepath.Join(dir, "caddy")
-	// Built without -race: the processes under test are Caddy; the race
-	// checks of the broker code run in broker/... with the same servers.
-	cmd := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
-	cmd.Dir = repoRoot
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "cluster: building cmd/caddy: %v\n%s", err, out.String())
+	if _, err := testcaddy.Binary(); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
 		return 1
 	}
 	return m.Run()
@@ -63,8 +51,7 @@ func freePort(t *testing.T) int { return brokertest.FreePort(t) }
 type node struct {
 	name string
 	port int
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	proc *testcaddy.Process
 }
 
 func (n *node) url(path string) string   { return fmt.Sprintf("http://127.0.0.1:%d%s", n.port, path) }
@@ -77,7 +64,7 @@ func startNode(t *testing.T, file string, brokerType, brokerURL string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{name: strings.TrimSuffix(file, ".Caddyfile"), port: freePort(t), log: new(bytes.Buffer)}
+	n := &node{name: strings.TrimSuffix(file, ".Caddyfile"), port: freePort(t)}
 	cfg := string(src)
 	for _, p := range []string{":8081 {", ":8082 {"} {
 		cfg = strings.Replace(cfg, p, fmt.Sprintf(":%d {", n.port), 1)
@@ -88,30 +75,15 @@ func startNode(t *testing.T, file string, brokerType, brokerURL string) *node {
 	if cfg == string(src) {
 		t.Fatalf("%s: ports not found in the example", file)
 	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	n.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
-	n.cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir,
-		"PUSH_KEY="+pushKey, "PUSH_BROKER="+brokerURL, "PUSH_BROKER_TYPE="+brokerType)
-	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
-	if err := n.cmd.Start(); err != nil {
+	n.proc, err = testcaddy.RunProcess(t, cfg, testcaddy.ProcessOptions{
+		Env: []string{"PUSH_KEY=" + pushKey, "PUSH_BROKER=" + brokerURL, "PUSH_BROKER_TYPE=" + brokerType},
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = n.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = n.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = n.cmd.Process.Kill()
-			<-done
-		}
 		if t.Failed() {
-			t.Logf("---- %s log ----\n%s", n.name, tail(n.log.String(), 6000))
+			t.Logf("---- %s log ----\n%s", n.name, testcaddy.Tail(n.proc.Log(), 6000))
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
@@ -124,17 +96,10 @@ func startNode(t *testing.T, file string, brokerType, brokerURL string) *node {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not come up in 20s (last: %v)\n%s", n.name, err, n.log.String())
+			t.Fatalf("%s did not come up in 20s (last: %v)\n%s", n.name, err, n.proc.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
 }
 
 // publish POSTs body to the node's /push and returns status and body.

@@ -11,18 +11,18 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddyws/caddyws/internal/testcaddy"
 )
 
-// caddyProc is Caddy running as its own process (the binary users build),
-// listening on free loopback ports, with its own storage so its internal CA
-// is new for every test.
+// caddyProc is Caddy running as its own process (testcaddy.RunProcess: the
+// binary users build), listening on reserved loopback ports, with its own
+// storage so its internal CA is new for every test.
 type caddyProc struct {
 	t         *testing.T
 	HTTPPort  int
@@ -30,38 +30,13 @@ type caddyProc struct {
 	AdminPort int
 	Storage   string
 	Config    string // the Caddyfile it runs
-	cmd       *exec.Cmd
-	log       *syncBuffer
-	done      chan struct{}
+	proc      *testcaddy.Process
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
+// freePort returns a port reserved for this test.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer collects a child's output for the failure report.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return testcaddy.Port(t)
 }
 
 // startCaddy runs Caddy with the site blocks given (global options are added
@@ -88,8 +63,8 @@ func startCaddy(t *testing.T, sites string, vars map[string]string) *caddyProc {
 	})
 }
 
-// errPortTaken: a port that freePort found free was taken before Caddy bound
-// it (other tests open thousands of loopback connections).
+// errPortTaken: a port was taken, by a process outside this suite, before
+// Caddy could bind it.
 var errPortTaken = errors.New("a port was taken before caddy could bind it")
 
 // launchCaddy picks ports, builds the complete Caddyfile for them, runs Caddy
@@ -97,50 +72,36 @@ var errPortTaken = errors.New("a port was taken before caddy could bind it")
 // ports when one was taken meanwhile.
 func launchCaddy(t *testing.T, build func(cp *caddyProc) string) *caddyProc {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		cp := &caddyProc{
-			t: t, HTTPPort: freePort(t), HTTPSPort: freePort(t), AdminPort: freePort(t),
-			Storage: t.TempDir(), log: &syncBuffer{}, done: make(chan struct{}),
-		}
+	var cp *caddyProc
+	testcaddy.WithPorts(t, 3, func(ports []int) error {
+		cp = &caddyProc{t: t, HTTPPort: ports[0], HTTPSPort: ports[1], AdminPort: ports[2], Storage: t.TempDir()}
 		cfg := build(cp)
 		err := cp.run(cfg)
-		if err == nil {
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("caddy config:\n%s\ncaddy log (tail):\n%s", cfg, tail(cp.log.String(), 6000))
-				}
-			})
-			return cp
+		if err == nil || errors.Is(err, errPortTaken) {
+			return err
 		}
-		if errors.Is(err, errPortTaken) && attempt < 3 {
-			t.Logf("caddy: %v; retrying with other ports", err)
-			continue
+		log := ""
+		if cp.proc != nil {
+			log = testcaddy.Tail(cp.proc.Log(), 6000)
 		}
-		t.Fatalf("%v\ncaddy config:\n%s\ncaddy log (tail):\n%s", err, cfg, tail(cp.log.String(), 6000))
-	}
+		return fmt.Errorf("%w\ncaddy config:\n%s\ncaddy log (tail):\n%s", err, cfg, log)
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("caddy config:\n%s\ncaddy log (tail):\n%s", cp.Config, testcaddy.Tail(cp.proc.Log(), 6000))
+		}
+	})
+	return cp
 }
 
 // run starts Caddy with a complete Caddyfile and waits until it serves HTTPS
 // on cp.HTTPSPort.
 func (cp *caddyProc) run(cfg string) error {
-	t := cp.t
 	cp.Config = cfg
-	file := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+	var err error
+	if cp.proc, err = testcaddy.RunProcess(cp.t, cfg, testcaddy.ProcessOptions{}); err != nil {
 		return err
 	}
-	cp.cmd = exec.Command(caddyBin, "run", "--config", file, "--adapter", "caddyfile")
-	cp.cmd.Dir = repoRoot
-	// HOME and XDG dirs inside the test so nothing touches the user's Caddy data.
-	home := t.TempDir()
-	cp.cmd.Env = append(os.Environ(), "HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
-	cp.cmd.Stdout, cp.cmd.Stderr = cp.log, cp.log
-	cp.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cp.cmd.Start(); err != nil {
-		return fmt.Errorf("starting caddy: %w", err)
-	}
-	go func() { _ = cp.cmd.Wait(); close(cp.done) }()
-	t.Cleanup(cp.stop)
 	return cp.waitReady()
 }
 
@@ -156,23 +117,8 @@ func (cp *caddyProc) Expand(s string, vars map[string]string) string {
 	return strings.NewReplacer(pairs...).Replace(s)
 }
 
-func (cp *caddyProc) stop() {
-	select {
-	case <-cp.done:
-	default:
-		_ = cp.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-cp.done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cp.cmd.Process.Pid, syscall.SIGKILL)
-			<-cp.done
-		}
-	}
-	if log := cp.log.String(); strings.Contains(log, "WARNING: DATA RACE") {
-		i := strings.Index(log, "WARNING: DATA RACE")
-		cp.t.Errorf("the race detector reported a data race in caddy:\n%s", log[i:min(len(log), i+8000)])
-	}
-}
+// stop ends Caddy now (it also ends with the test).
+func (cp *caddyProc) stop() { cp.proc.Stop() }
 
 // waitReady polls the HTTPS site until it answers (the internal CA has issued
 // the certificate) or Caddy exits.
@@ -184,8 +130,8 @@ func (cp *caddyProc) waitReady() error {
 	defer c.CloseIdleConnections()
 	for time.Now().Before(deadline) {
 		select {
-		case <-cp.done:
-			if strings.Contains(cp.log.String(), "address already in use") {
+		case <-cp.proc.Exited():
+			if cp.proc.PortTaken() {
 				return errPortTaken
 			}
 			return errors.New("caddy exited early")
@@ -286,9 +232,22 @@ func (cp *caddyProc) Reload(cfg string) {
 	cp.Config = cfg
 }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
+func tail(s string, n int) string { return testcaddy.Tail(s, n) }
+
+// syncBuffer collects a child's output for the failure report.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

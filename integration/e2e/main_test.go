@@ -9,54 +9,37 @@
 package e2e
 
 import (
-	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/caddyws/caddyws/internal/testcaddy"
 )
 
-// caddyBin is the Caddy built once for the whole suite.
-var caddyBin string
-
-// repoRoot is the repository root (two levels above e2e).
-var repoRoot string
+// repoRoot is the root of the caddyws module.
+var repoRoot = testcaddy.RepoRoot
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// run builds cmd/caddy before the tests (testcaddy.Binary: race-built under
+// `go test -race`, so a race in our handlers under real clients shows up in
+// Caddy's log and fails the test).
 func run(m *testing.M) int {
-	_, file, _, _ := runtime.Caller(0)
-	repoRoot = filepath.Dir(filepath.Dir(filepath.Dir(file)))
-	dir, err := os.MkdirTemp("", "caddyws-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "SKIPPED under -short: the e2e tests need chromium, node, x11vnc, Xvfb, websockify and a Caddy build; run without -short")
+		return 0
+	}
+	if _, err := testcaddy.Binary(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	caddyBin = filepath.Join(dir, "caddy")
-	// Race-built under `go test -race` (the race build cache is shared with
-	// the interop tests): a race in our handlers under real clients shows up
-	// in Caddy's log, and caddyProc.stop fails the test.
-	args := []string{"build", "-o", caddyBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	cmd := exec.Command("go", append(args, "./cmd/caddy")...)
-	cmd.Dir = repoRoot
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: building cmd/caddy: %v\n%s", err, out.String())
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "e2e: built cmd/caddy (race=%v) in %s\n", raceEnabled, time.Since(start).Round(time.Second))
 	return m.Run()
 }
 

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddyws/caddyws/internal/testcaddy"
 )
 
 // peer is a WebSocket-to-TCP tunnel under test: ours or websockify.
@@ -99,15 +101,22 @@ func (p *proc) stop(sig syscall.Signal) error {
 	}
 }
 
-func freeAddr() (string, error) { return deadAddr() }
+// freeAddr is a loopback address on a port reserved (testcaddy) until the
+// test binary exits: the fixtures live that long.
+func freeAddr() (string, error) {
+	ports, _, err := testcaddy.ReservePorts(1)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("127.0.0.1:%d", ports[0]), nil
+}
 
-// retryOnPortClash retries start when the port it picked was taken between
-// picking and binding (other tests on the machine open thousands of
-// connections from the same ephemeral range).
+// retryOnPortClash retries start when the port it picked was taken, by a
+// process outside this suite, between picking and binding.
 func retryOnPortClash(start func() error) error {
 	var err error
 	for range 5 {
-		if err = start(); err == nil || !strings.Contains(strings.ToLower(err.Error()), "address already in use") {
+		if err = start(); err == nil || !testcaddy.AddrInUse(err) {
 			return err
 		}
 	}

@@ -10,14 +10,12 @@
 package interop
 
 import (
+	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"testing"
-	"time"
+
+	"github.com/caddyws/caddyws/internal/testcaddy"
 )
 
 var (
@@ -32,6 +30,11 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "SKIPPED under -short: the interop tests need websockify, node and a Caddy build; run without -short")
+		return 0
+	}
 	var err error
 	workDir, err = os.MkdirTemp("", "caddyws-interop-")
 	if err != nil {
@@ -39,12 +42,12 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(workDir)
-	if caddyBin = os.Getenv("CADDYWS_CADDY"); caddyBin == "" {
-		caddyBin = filepath.Join(workDir, "caddy")
-		if err := buildCaddy(caddyBin); err != nil {
-			fmt.Fprintln(os.Stderr, "interop:", err)
-			return 1
-		}
+	// testcaddy.Binary: race-built under -race, so the tunnel's own
+	// goroutines are checked while real clients use it; $CADDYWS_CADDY
+	// names a prebuilt binary instead.
+	if caddyBin, err = testcaddy.Binary(); err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		return 1
 	}
 	code := m.Run()
 	if err := stopFixtures(); err != nil {
@@ -52,24 +55,4 @@ func run(m *testing.M) int {
 		code = 1
 	}
 	return code
-}
-
-// buildCaddy builds cmd/caddy; under -race the binary is race-enabled too,
-// so the tunnel's own goroutines are checked while real clients use it.
-func buildCaddy(out string) error {
-	args := []string{"build", "-o", out}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	args = append(args, "./cmd/caddy")
-	cmd := exec.Command("go", args...)
-	_, file, _, _ := runtime.Caller(0)
-	cmd.Dir = filepath.Dir(filepath.Dir(filepath.Dir(file)))
-	start := time.Now()
-	b, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, b)
-	}
-	fmt.Fprintf(os.Stderr, "interop: built cmd/caddy (race=%v) in %s\n", raceEnabled, time.Since(start).Round(time.Second))
-	return nil
 }

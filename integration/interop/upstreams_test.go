@@ -139,12 +139,4 @@ func startEOFUpstream() (*eofUpstream, error) {
 func (u *eofUpstream) addr() string { return u.ln.Addr().String() }
 
 // deadAddr is a loopback port nothing listens on.
-func deadAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr, nil
-}
+func deadAddr() (string, error) { return freeAddr() }

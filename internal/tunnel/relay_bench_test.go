@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -121,12 +120,6 @@ func benchEcho(b *testing.B, url string, size, conns int) {
 	// CPU per byte (client, relay and echo server together) is steadier
 	// than MB/s on a shared machine.
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*size), "cpu-ns/B")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // verifyEcho checks that p is the stream of repeated msg at offset off.
