@@ -27,6 +27,14 @@ http://localhost:@HTTP@ {
 	}
 	websocket_tunnel /tunnel `+echo+`
 }
+http://127.0.0.1:@HTTP@ {
+	route /push {
+		websocket_push {
+			auth token_is_user
+			publish_key k
+		}
+	}
+}
 http://localhost:@EXTRA@ {
 	route /push {
 		websocket_push {
@@ -62,6 +70,9 @@ http://localhost:@EXTRA@ {
 		{"push 401 through handle_errors", publish(tc.URL("/push")), 401, "custom 401", "WWW-Authenticate", `Bearer realm="websocket_push"`},
 		{"push 405 through handle_errors", func() *http.Request { r, _ := http.NewRequest(http.MethodGet, tc.URL("/push"), nil); return r }(), 405, "custom 405", "Allow", "POST"},
 		{"tunnel 403 through handle_errors", tunnelFromElsewhere(tc.URL("/tunnel")), 403, "custom 403", "", ""},
+		// Caddy runs a server's error routes for every site on it; one
+		// that none matches gets the status alone.
+		{"push 401, other site on a server with handle_errors", publish(fmt.Sprintf("http://127.0.0.1:%d/push", tc.HTTPPort)), 401, "", "WWW-Authenticate", `Bearer realm="websocket_push"`},
 		{"push 401 default JSON", publish(plainURL("/push")), 401, `{"error":"publisher not authenticated"}`, "WWW-Authenticate", `Bearer realm="websocket_push"`},
 		{"tunnel 403 default JSON", tunnelFromElsewhere(plainURL("/tunnel")), 403, `{"error":"origin not allowed"}`, "", ""},
 	} {
