@@ -43,7 +43,7 @@ https://localhost:@HTTPS@ {
 		file_server
 	}
 	route {
-		root * @ROOT@/e2e/testdata/push-page
+		root * @ROOT@/integration/e2e/testdata/push-page
 		file_server
 	}
 }

@@ -15,7 +15,7 @@ import (
 func nodeDir(t *testing.T) string {
 	t.Helper()
 	need(t, "node")
-	d := filepath.Join(repoRoot, "e2e", "node")
+	d := filepath.Join(repoRoot, "integration", "e2e", "node")
 	if _, err := os.Stat(filepath.Join(d, "node_modules", "ws")); err != nil {
 		t.Fatalf("Node's ws package is not installed: run `npm ci` in %s (.ci/run does)", d)
 	}
