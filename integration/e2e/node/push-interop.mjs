@@ -11,7 +11,7 @@ import https from 'node:https';
 import http from 'node:http';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { PushClient } from '../../client/caddyws-push.js';
+import { PushClient } from '../../../client/caddyws-push.js';
 
 const env = (k) => {
   const v = process.env[k];
