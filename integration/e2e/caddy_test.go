@@ -229,6 +229,7 @@ func (cp *caddyProc) Reload(cfg string) {
 	if resp.StatusCode != http.StatusOK {
 		cp.t.Fatalf("reloading: %d %s", resp.StatusCode, b)
 	}
+	testcaddy.WaitOneListener(cp.t, cp.HTTPPort, cp.HTTPSPort)
 	cp.Config = cfg
 }
 

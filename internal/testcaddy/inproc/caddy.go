@@ -118,6 +118,7 @@ func (tc *Caddy) Reload(sites string) {
 	if resp.StatusCode != http.StatusOK {
 		tc.T.Fatalf("reload answered %d: %s", resp.StatusCode, body)
 	}
+	testcaddy.WaitOneListener(tc.T, tc.HTTPPort, tc.HTTPSPort, tc.ExtraPort)
 }
 
 // Admin performs a request against the admin API and returns status and body.
