@@ -25,6 +25,7 @@ func parseTunnelCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //	    upstream        <host:port> | unix/<path>      # fixed target; placeholders allowed (then held to allow)
 //	    targets         <file|dir>                     # or: websockify token file ("token: host:port")
 //	    jwt_key         <file> | <{env.VAR}>           # or: signed tickets naming their target
+//	    jwt_alg         <HS256|RS256|ES256|EdDSA|...>  # default: what the key allows
 //	    token_param     <name>                         # query parameter with the token/ticket; default token
 //	    allow           <cidr|ip|host|unix/path>[:<ports>] ...
 //	    subprotocols    <name> ...                     # default binary
@@ -65,7 +66,7 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[opt] = true
 		switch opt {
-		case "upstream", "targets", "jwt_key", "token_param":
+		case "upstream", "targets", "jwt_key", "jwt_alg", "token_param":
 			var v string
 			if err := oneArg(d, &v); err != nil {
 				return err
@@ -80,6 +81,8 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				t.Targets = v
 			case "jwt_key":
 				t.JWTKey = v
+			case "jwt_alg":
+				t.JWTAlg = v
 			case "token_param":
 				t.TokenParam = v
 			}

@@ -51,10 +51,19 @@ type Tunnel struct {
 	// JWTKey verifies signed tickets that name their target (claims "host"
 	// and "port", as websockify's JWT plugin reads them, or "target"), and
 	// must carry "exp"; a ticket with "jti" is single-use. A file holding a
-	// PEM public key (RS*/PS*, ES*, EdDSA) or a shared secret of at least 32
-	// bytes (HS*). When the value contains a placeholder such as
-	// {env.TUNNEL_JWT_KEY}, the replaced value is the key itself, not a path.
+	// PEM public key or certificate (RSA of 2048 bits or more, EC P-256/384/
+	// 521, Ed25519) or a shared secret of at least 32 bytes (surrounding
+	// white space trimmed). Private keys, JSON Web Keys and SSH keys are
+	// refused when the config loads. When the value contains a placeholder
+	// such as {env.TUNNEL_JWT_KEY}, the replaced value is the key itself,
+	// not a path. Default: none.
 	JWTKey string `json:"jwt_key,omitempty"`
+
+	// JWTAlg, when set, is the only algorithm tickets may be signed with;
+	// it must agree with JWTKey. Default: what the key allows (RSA: RS* and
+	// PS*; EC: the ES* of its curve; Ed25519: EdDSA; a secret: HS256, and
+	// HS384/HS512 when it is 48/64 bytes or longer).
+	JWTAlg string `json:"jwt_alg,omitempty"`
 
 	// Allow lists the targets that a token file, a ticket or a placeholder
 	// upstream may name: "<cidr>[:<ports>]", "<ip>[:<ports>]",
@@ -163,11 +172,11 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 		}
 	}
 	if t.JWTKey != "" {
-		material, err := t.jwtKeyMaterial()
+		material, source, err := t.jwtKeyMaterial()
 		if err != nil {
 			return err
 		}
-		if t.ticketsID, t.tickets, err = acquireTicketVerifier(material); err != nil {
+		if t.ticketsID, t.tickets, err = acquireTicketVerifier(material, t.JWTAlg, source); err != nil {
 			return err
 		}
 	}
@@ -191,19 +200,20 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 // only while a frame is being written, so idle tunnels hold none.
 var writeBufferPool = &sync.Pool{}
 
-func (t *Tunnel) jwtKeyMaterial() ([]byte, error) {
+// jwtKeyMaterial returns the key and the name errors give it.
+func (t *Tunnel) jwtKeyMaterial() ([]byte, string, error) {
 	if strings.Contains(t.JWTKey, "{") {
 		v := caddy.NewReplacer().ReplaceKnown(t.JWTKey, "")
 		if v == "" {
-			return nil, fmt.Errorf("jwt_key %s: empty after replacing placeholders", t.JWTKey)
+			return nil, "", fmt.Errorf("jwt_key %s: empty after replacing placeholders", t.JWTKey)
 		}
-		return []byte(v), nil
+		return []byte(v), "value of " + t.JWTKey, nil
 	}
 	b, err := os.ReadFile(t.JWTKey)
 	if err != nil {
-		return nil, fmt.Errorf("reading jwt_key: %w", err)
+		return nil, "", fmt.Errorf("reading jwt_key: %w", err)
 	}
-	return b, nil
+	return b, fmt.Sprintf("file %q", t.JWTKey), nil
 }
 
 // Validate checks that the config names exactly one target source and that
@@ -217,6 +227,9 @@ func (t *Tunnel) Validate() error {
 	}
 	if n != 1 {
 		return errors.New("websocket_tunnel needs exactly one of upstream, targets or jwt_key")
+	}
+	if t.JWTAlg != "" && t.JWTKey == "" {
+		return errors.New("jwt_alg needs jwt_key")
 	}
 	if t.dynamic && t.allow.Empty() {
 		return errors.New("an upstream with placeholders needs an allow list: the client chooses the target")

@@ -16,7 +16,7 @@ import (
 func TestTicketVerifierReadsClaimShapesAndRefusesBadTickets(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(pub)
-	v, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0)
+	v, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), "", "test key", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +65,12 @@ func TestTicketVerifierReadsClaimShapesAndRefusesBadTickets(t *testing.T) {
 }
 
 func TestNewTicketVerifierRefusesWeakOrPrivateKeys(t *testing.T) {
-	if _, err := NewTicketVerifier([]byte("short secret\n"), 0); err == nil {
+	if _, err := NewTicketVerifier([]byte("short secret\n"), "", "test key", 0); err == nil {
 		t.Fatal("a 12-byte HMAC secret was accepted")
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	if _, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0); err == nil || !strings.Contains(err.Error(), "private") {
+	if _, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "", "test key", 0); err == nil || !strings.Contains(err.Error(), "private") {
 		t.Fatalf("private key: %v", err)
 	}
 }
