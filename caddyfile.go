@@ -32,6 +32,7 @@ func parseTunnelCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //	    origins         <origin> ...                   # default: same origin only
 //	    dial_timeout    <duration>                     # default 10s
 //	    idle_timeout    <duration>                     # default none
+//	    write_timeout   <duration>                     # a client that accepts no data this long ends the tunnel; default 10s
 //	    max_connections <n>                            # default unlimited
 //	    buffer_size     <size>                         # default 64KiB
 //	    close_delay     <duration>                     # on reload; default: keep tunnels open
@@ -102,7 +103,7 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "origins":
 				t.Origins = append(t.Origins, args...)
 			}
-		case "dial_timeout", "idle_timeout", "close_delay":
+		case "dial_timeout", "idle_timeout", "write_timeout", "close_delay":
 			var v string
 			if err := oneArg(d, &v); err != nil {
 				return err
@@ -119,6 +120,8 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				t.DialTimeout = caddy.Duration(dur)
 			case "idle_timeout":
 				t.IdleTimeout = caddy.Duration(dur)
+			case "write_timeout":
+				t.WriteTimeout = caddy.Duration(dur)
 			case "close_delay":
 				cd := caddy.Duration(dur)
 				t.CloseDelay = &cd

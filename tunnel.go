@@ -94,6 +94,15 @@ type Tunnel struct {
 	// for this long. Default: 0 (never).
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
 
+	// WriteTimeout bounds one write to the client (one frame, at most
+	// buffer_size bytes): a client that accepts no data for this long, for
+	// instance one that stopped reading while the upstream keeps sending,
+	// ends the tunnel; the WebSocket and the upstream connection are closed
+	// (logged with close code 1006, reason "client write timeout"). The
+	// same name and meaning as websocket_push's write_timeout.
+	// Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
 	// MaxConnections caps the open tunnels of this handler; more get 503.
 	// Tunnels kept across a reload still count. Default: 0 (no limit).
 	MaxConnections int `json:"max_connections,omitempty"`
@@ -147,6 +156,9 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 	}
 	if t.BufferSize == 0 {
 		t.BufferSize = tunnel.DefaultBufferSize
+	}
+	if t.WriteTimeout == 0 {
+		t.WriteTimeout = caddy.Duration(tunnel.DefaultWriteTimeout)
 	}
 	var err error
 	if t.allow, err = tunnel.ParseAllowList(t.Allow); err != nil {
@@ -234,8 +246,8 @@ func (t *Tunnel) Validate() error {
 	if t.dynamic && t.allow.Empty() {
 		return errors.New("an upstream with placeholders needs an allow list: the client chooses the target")
 	}
-	if t.MaxConnections < 0 || t.BufferSize < 0 || t.DialTimeout < 0 || t.IdleTimeout < 0 {
-		return errors.New("max_connections, buffer_size, dial_timeout and idle_timeout cannot be negative")
+	if t.MaxConnections < 0 || t.BufferSize < 0 || t.DialTimeout < 0 || t.IdleTimeout < 0 || t.WriteTimeout < 0 {
+		return errors.New("max_connections, buffer_size, dial_timeout, idle_timeout and write_timeout cannot be negative")
 	}
 	if t.CloseDelay != nil && *t.CloseDelay < 0 {
 		return errors.New("close_delay cannot be negative")
@@ -360,9 +372,10 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 	tunnelsActive.Inc()
 	defer tunnelsActive.Dec()
 	s := tunnel.NewSession(ws, h.Reader, tunnel.Options{
-		ReadHook:    &h.Hook,
-		BufferSize:  t.BufferSize,
-		IdleTimeout: time.Duration(t.IdleTimeout),
+		ReadHook:     &h.Hook,
+		BufferSize:   t.BufferSize,
+		IdleTimeout:  time.Duration(t.IdleTimeout),
+		WriteTimeout: time.Duration(t.WriteTimeout),
 	})
 	unregister := sessions.add(s, t)
 	defer unregister()
