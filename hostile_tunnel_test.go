@@ -6,10 +6,13 @@ package caddyws
 import (
 	"errors"
 	"net"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 )
 
@@ -73,4 +76,70 @@ func TestTunnelWriteTimeoutDefaultsToPushs(t *testing.T) {
 	if time.Duration(tun.WriteTimeout) != 10*time.Second {
 		t.Fatalf("write_timeout defaults to %v, want 10s", time.Duration(tun.WriteTimeout))
 	}
+}
+
+func TestTunnelSingleUseTicketIsSpentOnlyWhenTheTunnelOpens(t *testing.T) {
+	echo, dead := tcpEcho(t), deadAddr(t)
+	secret := strings.Repeat("k", 32)
+	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
+	websocket_tunnel {
+		jwt_key `+writeSecretFile(t, secret)+`
+		max_connections 1
+	}
+}`)
+	ticket := func(jti, target string) string {
+		return signToken(t, jwt.SigningMethodHS256, []byte(secret), jwt.MapClaims{"jti": jti, "target": target})
+	}
+	busy := mustTunnel(t, tc.WSURL("/?token="+ticket("first", echo)), nil)
+	echoRoundTrip(t, busy, "holds the only slot")
+
+	console := ticket("console", echo)
+	if c, status, msg := wsDial(t, tc.WSURL("/?token="+console), nil); c != nil || status != 503 {
+		t.Fatalf("at max_connections: status %d %q, want 503", status, msg)
+	}
+	busy.Close()
+	c, status, msg := dialWhenSlotFree(t, tc.WSURL("/?token="+console))
+	if c == nil {
+		t.Fatalf("the ticket refused with 503 earlier, once capacity freed: status %d %q, want 101", status, msg)
+	}
+	echoRoundTrip(t, c, "console")
+	c.Close()
+	if c, status, _ := dialWhenSlotFree(t, tc.WSURL("/?token="+console)); c != nil || status != 401 {
+		t.Fatalf("replay after a successful use: status %d, want 401", status)
+	}
+
+	// A failed dial does not spend it either: a retry reaches the dial
+	// again (and fails the same way) instead of getting 401.
+	unreachable := ticket("unreachable", dead)
+	for i := range 2 {
+		c, status, msg := dialWhenSlotFree(t, tc.WSURL("/?token="+unreachable))
+		if c == nil {
+			t.Fatalf("attempt %d at an unreachable target: status %d %q, want the upgrade and 1011", i+1, status, msg)
+		}
+		expectTunnelClose(t, c, 1011, 10*time.Second)
+		c.Close()
+	}
+}
+
+// dialWhenSlotFree dials url until it is not refused with 503: a closed
+// tunnel frees its max_connections slot a moment after the client's close.
+func dialWhenSlotFree(t *testing.T, url string) (*websocket.Conn, int, string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, status, msg := wsDial(t, url, nil)
+		if status != 503 || time.Now().After(deadline) {
+			return c, status, msg
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func writeSecretFile(t *testing.T, secret string) string {
+	t.Helper()
+	p := t.TempDir() + "/ticket.secret"
+	if err := os.WriteFile(p, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -50,7 +50,9 @@ type Tunnel struct {
 
 	// JWTKey verifies signed tickets that name their target (claims "host"
 	// and "port", as websockify's JWT plugin reads them, or "target"), and
-	// must carry "exp"; a ticket with "jti" is single-use. A file holding a
+	// must carry "exp"; a ticket with "jti" is single-use, spent only once
+	// its tunnel is established (a 403, 503 or failed dial leaves it
+	// valid). A file holding a
 	// PEM public key or certificate (RSA of 2048 bits or more, EC P-256/384/
 	// 521, Ed25519) or a shared secret of at least 32 bytes (surrounding
 	// white space trimmed). Private keys, JSON Web Keys and SSH keys are
@@ -272,7 +274,10 @@ func (t *Tunnel) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return t.refuse(w, http.StatusBadRequest, resultBadRequest,
 			fmt.Sprintf("unsupported subprotocol %q; this tunnel speaks %q", strings.Join(offered, ", "), strings.Join(t.Subprotocols, ", ")))
 	}
-	target, status, err := t.resolve(r)
+	target, ticket, status, err := t.resolve(r)
+	// A single-use ticket is spent only once the tunnel is established
+	// (relay commits it after the dial); any refusal before gives it back.
+	defer ticket.Release()
 	if err != nil {
 		result := resultRefusedTarget
 		switch status {
@@ -290,7 +295,7 @@ func (t *Tunnel) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return t.refuse(w, http.StatusServiceUnavailable, resultOverLimit, "too many tunnels")
 	}
 	defer t.counter.release()
-	t.relay(w, r, target)
+	t.relay(w, r, target, ticket)
 	return nil
 }
 
@@ -300,45 +305,45 @@ func (t *Tunnel) refuse(w http.ResponseWriter, status int, result, msg string) e
 	return nil
 }
 
-// resolve finds the request's target and the status that refuses it.
-func (t *Tunnel) resolve(r *http.Request) (tunnel.Target, int, error) {
+// resolve finds the request's target and the status that refuses it. A
+// single-use ticket comes back reserved, for the caller to commit or
+// release.
+func (t *Tunnel) resolve(r *http.Request) (tunnel.Target, *tunnel.Reservation, int, error) {
 	switch {
 	case t.static != nil:
-		return *t.static, 0, nil
+		return *t.static, nil, 0, nil
 	case t.dynamic:
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		addr := repl.ReplaceAll(t.Upstream, "")
 		target, err := tunnel.ParseTarget(addr)
 		if err != nil {
-			return target, http.StatusForbidden, fmt.Errorf("target refused: %w", err)
+			return target, nil, http.StatusForbidden, fmt.Errorf("target refused: %w", err)
 		}
-		return t.checkAllowed(r, target)
+		target, status, err := t.checkAllowed(r, target)
+		return target, nil, status, err
 	}
 	token := r.URL.Query().Get(t.TokenParam)
 	if token == "" {
 		token = lastPathSegment(r.URL.Path)
 	}
 	if token == "" {
-		return tunnel.Target{}, http.StatusBadRequest, fmt.Errorf("missing %s (query parameter or last path segment)", t.TokenParam)
+		return tunnel.Target{}, nil, http.StatusBadRequest, fmt.Errorf("missing %s (query parameter or last path segment)", t.TokenParam)
 	}
+	var target tunnel.Target
+	var ticket *tunnel.Reservation
+	var err error
 	if t.tickets != nil {
-		target, err := t.tickets.Verify(token)
-		if err != nil {
-			return target, http.StatusUnauthorized, err
+		if target, ticket, err = t.tickets.Reserve(token); err != nil {
+			return target, nil, http.StatusUnauthorized, err
 		}
-		if t.allow.Empty() {
-			return target, 0, nil
-		}
-		return t.checkAllowed(r, target)
-	}
-	target, err := t.tokens.Lookup(token)
-	if err != nil {
-		return target, http.StatusForbidden, fmt.Errorf("target refused: %w", err)
+	} else if target, err = t.tokens.Lookup(token); err != nil {
+		return target, nil, http.StatusForbidden, fmt.Errorf("target refused: %w", err)
 	}
 	if t.allow.Empty() {
-		return target, 0, nil
+		return target, ticket, 0, nil
 	}
-	return t.checkAllowed(r, target)
+	target, status, err := t.checkAllowed(r, target)
+	return target, ticket, status, err
 }
 
 func (t *Tunnel) checkAllowed(r *http.Request, target tunnel.Target) (tunnel.Target, int, error) {
@@ -356,8 +361,9 @@ func lastPathSegment(p string) string {
 	return p[strings.LastIndexByte(p, '/')+1:]
 }
 
-// relay upgrades, dials and runs the tunnel, then logs and counts it.
-func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Target) {
+// relay upgrades, dials and runs the tunnel, then logs and counts it. The
+// ticket is spent when the dial succeeded.
+func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Target, ticket *tunnel.Reservation) {
 	h := &tunnel.Hijacker{ResponseWriter: w, Inner: hijacker{w}, BufferSize: t.BufferSize}
 	ws, err := t.upgrader.Upgrade(h, r, nil)
 	if err != nil {
@@ -389,6 +395,7 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 		res = s.Fail(tunnel.CloseUnreachable, dialReason(err))
 		tunnelsTotal.WithLabelValues(resultDialFailed).Inc()
 	} else {
+		ticket.Commit()
 		res = s.Run(up)
 		tunnelsTotal.WithLabelValues(resultClosedBy + res.EndedBy).Inc()
 	}

@@ -27,8 +27,15 @@ type TicketVerifier struct {
 	parser *jwt.Parser
 
 	mu       sync.Mutex
-	used     map[string]time.Time
+	used     map[string]spent
 	inserted int
+}
+
+// spent is a single-use ticket id: reserved by a request that is still
+// checking capacity and dialling, or used until the time given.
+type spent struct {
+	until    time.Time
+	reserved bool
 }
 
 // NewTicketVerifier takes the key material, checked by package jwtkey (a
@@ -40,7 +47,7 @@ func NewTicketVerifier(material []byte, alg, source string, leeway time.Duration
 	if err != nil {
 		return nil, fmt.Errorf("jwt_key: %w", err)
 	}
-	v := &TicketVerifier{key: key, used: make(map[string]time.Time)}
+	v := &TicketVerifier{key: key, used: make(map[string]spent)}
 	v.parser = jwt.NewParser(
 		jwt.WithValidMethods(key.Methods),
 		jwt.WithExpirationRequired(),
@@ -58,22 +65,67 @@ type ticketClaims struct {
 	Target string `json:"target,omitempty"`
 }
 
-// Verify checks the ticket and returns the target it names.
+// Verify checks the ticket and returns the target it names, spending a
+// single-use ticket at once. Reserve is for callers that may still refuse.
 func (v *TicketVerifier) Verify(ticket string) (Target, error) {
+	t, r, err := v.Reserve(ticket)
+	r.Commit()
+	return t, err
+}
+
+// Reserve checks the ticket and returns the target it names. A single-use
+// ticket (one with "jti") is reserved: until Commit or Release, every
+// other use is refused, so concurrent replays cannot both pass. Commit
+// once the tunnel is established; Release when the request is refused
+// after all (allow-list, capacity, dial), which leaves the ticket valid.
+func (v *TicketVerifier) Reserve(ticket string) (Target, *Reservation, error) {
 	var c ticketClaims
 	if _, err := v.parser.ParseWithClaims(ticket, &c, v.key.Keyfunc); err != nil {
-		return Target{}, fmt.Errorf("%w: %w", ErrBadTicket, err)
+		return Target{}, nil, fmt.Errorf("%w: %w", ErrBadTicket, err)
 	}
 	t, err := c.target()
 	if err != nil {
-		return Target{}, fmt.Errorf("%w: %w", ErrBadTicket, err)
+		return Target{}, nil, fmt.Errorf("%w: %w", ErrBadTicket, err)
 	}
-	if c.ID != "" {
-		if err := v.spend(c.ID, c.ExpiresAt.Time); err != nil {
-			return Target{}, err
-		}
+	if c.ID == "" {
+		return t, nil, nil
 	}
-	return t, nil
+	if err := v.reserve(c.ID); err != nil {
+		return Target{}, nil, err
+	}
+	return t, &Reservation{v: v, id: c.ID, exp: c.ExpiresAt.Time}, nil
+}
+
+// Reservation holds a single-use ticket between Reserve and its outcome.
+// Its methods do nothing on a nil Reservation (a ticket without "jti") or
+// after the first call.
+type Reservation struct {
+	v    *TicketVerifier
+	id   string
+	exp  time.Time
+	done bool
+}
+
+// Commit spends the ticket: it stays refused until it expires.
+func (r *Reservation) Commit() {
+	if r == nil || r.done {
+		return
+	}
+	r.done = true
+	r.v.commit(r.id, r.exp)
+}
+
+// Release gives the ticket back unspent.
+func (r *Reservation) Release() {
+	if r == nil || r.done {
+		return
+	}
+	r.done = true
+	r.v.mu.Lock()
+	if e, ok := r.v.used[r.id]; ok && e.reserved {
+		delete(r.v.used, r.id)
+	}
+	r.v.mu.Unlock()
 }
 
 func (c ticketClaims) target() (Target, error) {
@@ -102,22 +154,29 @@ func joinHostPort(host, port string) string {
 	return host + ":" + port
 }
 
-// spend marks a ticket id used until exp, refusing a second use.
-func (v *TicketVerifier) spend(id string, exp time.Time) error {
+// reserve refuses an id that is reserved or spent, and reserves it.
+func (v *TicketVerifier) reserve(id string) error {
 	now := time.Now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if until, ok := v.used[id]; ok && now.Before(until) {
+	if e, ok := v.used[id]; ok && (e.reserved || now.Before(e.until)) {
 		return fmt.Errorf("%w: ticket %q already used", ErrBadTicket, id)
 	}
-	v.used[id] = exp.Add(time.Minute) // outlive the leeway
+	v.used[id] = spent{reserved: true}
 	v.inserted++
 	if v.inserted%1024 == 0 {
-		for k, until := range v.used {
-			if now.After(until) {
+		for k, e := range v.used {
+			if !e.reserved && now.After(e.until) {
 				delete(v.used, k)
 			}
 		}
 	}
 	return nil
+}
+
+// commit marks a reserved id used until exp.
+func (v *TicketVerifier) commit(id string, exp time.Time) {
+	v.mu.Lock()
+	v.used[id] = spent{until: exp.Add(time.Minute)} // outlive the leeway
+	v.mu.Unlock()
 }
