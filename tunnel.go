@@ -392,6 +392,9 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 	tunnelDial.Observe(time.Since(start).Seconds())
 	var res tunnel.Result
 	if err != nil {
+		// Given back before the client hears of the failure, so that
+		// its retry finds the ticket valid.
+		ticket.Release()
 		res = s.Fail(tunnel.CloseUnreachable, dialReason(err))
 		tunnelsTotal.WithLabelValues(resultDialFailed).Inc()
 	} else {
