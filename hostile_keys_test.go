@@ -283,3 +283,80 @@ func TestTunnelJWTKeysOfEveryTypeOpenTunnels(t *testing.T) {
 		}
 	}
 }
+
+func TestPushPublishJWTWithTheSubscriberKeyNeedsRequire(t *testing.T) {
+	k := newHostileKeys(t)
+	secret := strings.Repeat("q", 32)
+	t.Setenv("CADDYWS_TEST_PUSH_SECRET", secret)
+	for _, c := range []struct {
+		name, auth, publish string
+	}{
+		{"same file", "key_file " + k.secret32, "key_file " + k.secret32},
+		{"same secret, file and inline", "key_file " + k.secret32, "key " + k.secret32Value},
+		{"same secret from the environment", "key {env.CADDYWS_TEST_PUSH_SECRET}", "key " + secret},
+		{"same public key", "key_file " + k.ecPub, "key_file " + k.ecPub + "\n\t\t\talg ES256"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sites := fmt.Sprintf(`http://localhost:@HTTP@ {
+	websocket_push {
+		auth jwt {
+			%s
+		}
+		publish_jwt {
+			%s
+		}
+	}
+}`, c.auth, c.publish)
+			ports := lowPorts(t, 3)
+			tc := &testCaddy{t: t, HTTPPort: ports[0], HTTPSPort: ports[1], AdminPort: ports[2]}
+			err := tc.load(sites)
+			if err == nil {
+				defer caddy.Stop()
+				sub := signToken(t, jwt.SigningMethodHS256, []byte(k.secret32Value), jwt.MapClaims{"sub": "alice"})
+				st, _ := postPush(t, tc.URL("/"), sub, `{"broadcast":true,"message":1}`)
+				t.Fatalf("config loaded (a subscriber's HS256 token publishing: status %d); want a load error", st)
+			}
+			if !strings.Contains(err.Error(), "same key") || !strings.Contains(err.Error(), "require") {
+				t.Fatalf("load error = %v; want one saying the keys are the same and require is needed", err)
+			}
+		})
+	}
+	// With a distinguishing claim the same key is fine; a different key too.
+	tc, _ := pushCaddy(t, fmt.Sprintf(`http://localhost:@HTTP@ {
+	websocket_push /required {
+		hub pj
+		auth jwt {
+			key_file %s
+		}
+		publish_jwt {
+			key_file %s
+			require role publisher
+		}
+	}
+	websocket_push /other {
+		hub pj
+		auth jwt {
+			key_file %s
+		}
+		publish_jwt {
+			key_file %s
+		}
+	}
+}`, k.secret32, k.secret32, k.secret32, k.ecPub))
+	body := `{"broadcast":true,"message":1}`
+	sub := signToken(t, jwt.SigningMethodHS256, []byte(k.secret32Value), jwt.MapClaims{"sub": "alice"})
+	pub := signToken(t, jwt.SigningMethodHS256, []byte(k.secret32Value), jwt.MapClaims{"role": "publisher"})
+	for _, c := range []struct {
+		name, path, tok string
+		status          int
+	}{
+		{"subscriber token refused", "/required", sub, 401},
+		{"publisher token", "/required", pub, 200},
+		{"subscriber token, other key", "/other", sub, 401},
+		{"publisher key", "/other", signToken(t, jwt.SigningMethodES256, k.ec, jwt.MapClaims{}), 200},
+	} {
+		if st, b := postPush(t, tc.URL(c.path), c.tok, body); st != c.status {
+			t.Errorf("%s: status %d %s, want %d", c.name, st, b, c.status)
+		}
+	}
+}

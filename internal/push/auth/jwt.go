@@ -219,5 +219,9 @@ func claimContains(v any, want string) bool {
 	return false
 }
 
+// SameKey reports whether o verifies with the same key material as v,
+// whatever its encoding or source.
+func (v *JWT) SameKey(o *JWT) bool { return v.key.Equal(o.key) }
+
 // Interface guard.
 var _ Verifier = (*JWT)(nil)
