@@ -25,12 +25,14 @@ func parseTunnelCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //	    upstream        <host:port> | unix/<path>      # fixed target; placeholders allowed (then held to allow)
 //	    targets         <file|dir>                     # or: websockify token file ("token: host:port")
 //	    jwt_key         <file> | <{env.VAR}>           # or: signed tickets naming their target
+//	    jwt_alg         <HS256|RS256|ES256|EdDSA|...>  # default: what the key allows
 //	    token_param     <name>                         # query parameter with the token/ticket; default token
 //	    allow           <cidr|ip|host|unix/path>[:<ports>] ...
 //	    subprotocols    <name> ...                     # default binary
 //	    origins         <origin> ...                   # default: same origin only
 //	    dial_timeout    <duration>                     # default 10s
 //	    idle_timeout    <duration>                     # default none
+//	    write_timeout   <duration>                     # a client that accepts no data this long ends the tunnel; default 10s
 //	    max_connections <n>                            # default unlimited
 //	    buffer_size     <size>                         # default 64KiB
 //	    close_delay     <duration>                     # on reload; default: keep tunnels open
@@ -65,7 +67,7 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 		seen[opt] = true
 		switch opt {
-		case "upstream", "targets", "jwt_key", "token_param":
+		case "upstream", "targets", "jwt_key", "jwt_alg", "token_param":
 			var v string
 			if err := oneArg(d, &v); err != nil {
 				return err
@@ -80,6 +82,8 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				t.Targets = v
 			case "jwt_key":
 				t.JWTKey = v
+			case "jwt_alg":
+				t.JWTAlg = v
 			case "token_param":
 				t.TokenParam = v
 			}
@@ -99,7 +103,7 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "origins":
 				t.Origins = append(t.Origins, args...)
 			}
-		case "dial_timeout", "idle_timeout", "close_delay":
+		case "dial_timeout", "idle_timeout", "write_timeout", "close_delay":
 			var v string
 			if err := oneArg(d, &v); err != nil {
 				return err
@@ -116,6 +120,8 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				t.DialTimeout = caddy.Duration(dur)
 			case "idle_timeout":
 				t.IdleTimeout = caddy.Duration(dur)
+			case "write_timeout":
+				t.WriteTimeout = caddy.Duration(dur)
 			case "close_delay":
 				cd := caddy.Duration(dur)
 				t.CloseDelay = &cd

@@ -67,11 +67,16 @@ func TestTunnelCaddyfileParsesOptions(t *testing.T) {
 			upstream [::1]:22
 			dial_timeout 2s
 			idle_timeout 1m
+			write_timeout 3s
 			close_delay 0s
 			max_connections 5
 			buffer_size 8KiB
 		}`, Tunnel{Upstream: "[::1]:22", DialTimeout: caddy.Duration(2 * time.Second), IdleTimeout: caddy.Duration(time.Minute),
-			CloseDelay: dur(0), MaxConnections: 5, BufferSize: 8192}},
+			WriteTimeout: caddy.Duration(3 * time.Second), CloseDelay: dur(0), MaxConnections: 5, BufferSize: 8192}},
+		{`websocket_tunnel {
+			jwt_key /etc/caddy/ticket.pub
+			jwt_alg ES256
+		}`, Tunnel{JWTKey: "/etc/caddy/ticket.pub", JWTAlg: "ES256"}},
 		{`websocket_tunnel {
 			targets /tokens
 			token_param tok
@@ -108,6 +113,7 @@ func TestTunnelCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		{"websocket_tunnel {\n\tupstream\n}", "wrong argument count", 2},
 		{"websocket_tunnel {\n\tupstream a:1\n\tdial_timeout soon\n}", "dial_timeout", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\tidle_timeout -1s\n}", "negative", 3},
+		{"websocket_tunnel {\n\tupstream a:1\n\twrite_timeout -1s\n}", "negative", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\tmax_connections many\n}", "max_connections", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\tbuffer_size 10\n}", "buffer_size", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\tallow\n}", "wrong argument count", 3},

@@ -51,8 +51,9 @@ type Push struct {
 	// Placeholders such as {env.PUSH_KEY} are expanded at load time.
 	// Default: none.
 	PublishKey string `json:"publish_key,omitempty"`
-	// PublishJWT lets a publisher in with a JWT signed with this key.
-	// Default: none.
+	// PublishJWT lets a publisher in with a JWT signed with this key. With
+	// the same key as Auth's jwt it must set require (a claim subscriber
+	// tokens lack), or the config is refused. Default: none.
 	PublishJWT *PushJWT `json:"publish_jwt,omitempty"`
 	// PublishAuth "none" opens publishing to anyone who reaches the route
 	// (guard it with matchers such as remote_ip). Publishing is closed
@@ -163,6 +164,9 @@ func (p *Push) Provision(ctx caddy.Context) error {
 		if p.pubVerifier, err = auth.NewJWT(cfg); err != nil {
 			return fmt.Errorf("websocket_push publish_jwt: %w", err)
 		}
+		if err := p.checkPublishKeyDistinct(); err != nil {
+			return err
+		}
 	}
 	p.upgrader = websocket.Upgrader{
 		ReadBufferSize:  512,
@@ -178,6 +182,16 @@ func (p *Push) Provision(ctx caddy.Context) error {
 	return err
 }
 
+// checkPublishKeyDistinct refuses publish_jwt with the subscribers' key
+// and no require: every subscriber token would then publish.
+func (p *Push) checkPublishKeyDistinct() error {
+	sub, ok := p.verifier.(*auth.JWT)
+	if !ok || len(p.PublishJWT.Require) > 0 || !sub.SameKey(p.pubVerifier.(*auth.JWT)) {
+		return nil
+	}
+	return errors.New("websocket_push: publish_jwt has the same key as auth jwt, so every subscriber token could publish; add a claim only publisher tokens carry (require role publisher) or use a separate key")
+}
+
 // setDefaults is where the handler's defaults are set. The hub settings
 // (queue_size, ping_interval, pong_timeout, write_timeout) stay zero here:
 // zero means "not set on this handler" when handlers sharing a hub merge
@@ -185,9 +199,6 @@ func (p *Push) Provision(ctx caddy.Context) error {
 func (p *Push) setDefaults() {
 	if p.Auth != nil {
 		p.Auth.setDefaults()
-	}
-	if p.PublishJWT != nil {
-		p.PublishJWT.setDefaults()
 	}
 	if p.MaxFrameSize == 0 {
 		p.MaxFrameSize = 64 << 10

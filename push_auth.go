@@ -57,12 +57,16 @@ type PushAuth struct {
 
 // PushJWT configures JWT verification.
 type PushJWT struct {
-	// Alg is the only accepted signing algorithm (HS256, RS256, ES256, ...).
-	// Default: HS256.
+	// Alg, when set, is the only accepted signing algorithm (HS256, RS256,
+	// ES256, ...) and must agree with the key. Default: from the key (an
+	// RSA key: RS* and PS*; an EC key: the ES* of its curve; Ed25519:
+	// EdDSA; a secret: the HS* it is long enough for).
 	Alg string `json:"alg,omitempty"`
-	// Key is the key itself: the secret for HS*, a PEM public key for the
-	// others. Placeholders such as {env.PUSH_JWT_SECRET} are expanded.
-	// Default: none (set key or key_file).
+	// Key is the key itself: a PEM public key or certificate, or else a
+	// shared secret of at least 32 bytes (48 for HS384, 64 for HS512;
+	// surrounding white space trimmed). Private keys, JSON Web Keys and SSH
+	// keys are refused. Placeholders such as {env.PUSH_JWT_SECRET} are
+	// expanded. Default: none (set key or key_file).
 	Key string `json:"key,omitempty"`
 	// KeyFile is a file holding the key, instead of Key. Default: none.
 	KeyFile string `json:"key_file,omitempty"`
@@ -100,12 +104,6 @@ type PushCallback struct {
 	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
 }
 
-func (j *PushJWT) setDefaults() {
-	if j.Alg == "" {
-		j.Alg = "HS256"
-	}
-}
-
 // setDefaults fills the mode's defaults; the verifiers' own settings
 // (claims, leeway, callback timeout) are defaulted by package auth.
 func (a *PushAuth) setDefaults() {
@@ -114,9 +112,6 @@ func (a *PushAuth) setDefaults() {
 	}
 	if a.Mode == "caddy" && a.User == "" {
 		a.User = "{http.auth.user.id}"
-	}
-	if a.JWT != nil {
-		a.JWT.setDefaults()
 	}
 }
 

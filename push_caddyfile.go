@@ -25,7 +25,7 @@ func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //
 //		# who subscribes (exactly one auth line)
 //		auth jwt {
-//			alg          <HS256|RS256|ES256|...>   # default HS256
+//			alg          <HS256|RS256|ES256|...>   # default: what the key allows
 //			key          <secret or PEM|{env.X}>
 //			key_file     <path>
 //			user_claim   <claim>                  # default sub

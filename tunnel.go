@@ -51,11 +51,22 @@ type Tunnel struct {
 
 	// JWTKey verifies signed tickets that name their target (claims "host"
 	// and "port", as websockify's JWT plugin reads them, or "target"), and
-	// must carry "exp"; a ticket with "jti" is single-use. A file holding a
-	// PEM public key (RS*/PS*, ES*, EdDSA) or a shared secret of at least 32
-	// bytes (HS*). When the value contains a placeholder such as
-	// {env.TUNNEL_JWT_KEY}, the replaced value is the key itself, not a path.
+	// must carry "exp"; a ticket with "jti" is single-use, spent only once
+	// its tunnel is established (a 403, 503 or failed dial leaves it
+	// valid). A file holding a
+	// PEM public key or certificate (RSA of 2048 bits or more, EC P-256/384/
+	// 521, Ed25519) or a shared secret of at least 32 bytes (surrounding
+	// white space trimmed). Private keys, JSON Web Keys and SSH keys are
+	// refused when the config loads. When the value contains a placeholder
+	// such as {env.TUNNEL_JWT_KEY}, the replaced value is the key itself,
+	// not a path. Default: none.
 	JWTKey string `json:"jwt_key,omitempty"`
+
+	// JWTAlg, when set, is the only algorithm tickets may be signed with;
+	// it must agree with JWTKey. Default: what the key allows (RSA: RS* and
+	// PS*; EC: the ES* of its curve; Ed25519: EdDSA; a secret: HS256, and
+	// HS384/HS512 when it is 48/64 bytes or longer).
+	JWTAlg string `json:"jwt_alg,omitempty"`
 
 	// Allow lists the targets that a token file, a ticket or a placeholder
 	// upstream may name: "<cidr>[:<ports>]", "<ip>[:<ports>]",
@@ -85,6 +96,15 @@ type Tunnel struct {
 	// IdleTimeout closes a tunnel (code 4408) when no byte moved either way
 	// for this long. Default: 0 (never).
 	IdleTimeout caddy.Duration `json:"idle_timeout,omitempty"`
+
+	// WriteTimeout bounds one write to the client (one frame, at most
+	// buffer_size bytes): a client that accepts no data for this long, for
+	// instance one that stopped reading while the upstream keeps sending,
+	// ends the tunnel; the WebSocket and the upstream connection are closed
+	// (logged with close code 1006, reason "client write timeout"). The
+	// same name and meaning as websocket_push's write_timeout.
+	// Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 
 	// MaxConnections caps the open tunnels of this handler; more get 503.
 	// Tunnels kept across a reload still count. Default: 0 (no limit).
@@ -140,6 +160,9 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 	if t.BufferSize == 0 {
 		t.BufferSize = tunnel.DefaultBufferSize
 	}
+	if t.WriteTimeout == 0 {
+		t.WriteTimeout = caddy.Duration(tunnel.DefaultWriteTimeout)
+	}
 	var err error
 	if t.allow, err = tunnel.ParseAllowList(t.Allow); err != nil {
 		return err
@@ -164,11 +187,11 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 		}
 	}
 	if t.JWTKey != "" {
-		material, err := t.jwtKeyMaterial()
+		material, source, err := t.jwtKeyMaterial()
 		if err != nil {
 			return err
 		}
-		if t.ticketsID, t.tickets, err = acquireTicketVerifier(material); err != nil {
+		if t.ticketsID, t.tickets, err = acquireTicketVerifier(material, t.JWTAlg, source); err != nil {
 			return err
 		}
 	}
@@ -191,19 +214,20 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 // only while a frame is being written, so idle tunnels hold none.
 var writeBufferPool = &sync.Pool{}
 
-func (t *Tunnel) jwtKeyMaterial() ([]byte, error) {
+// jwtKeyMaterial returns the key and the name errors give it.
+func (t *Tunnel) jwtKeyMaterial() ([]byte, string, error) {
 	if strings.Contains(t.JWTKey, "{") {
 		v := caddy.NewReplacer().ReplaceKnown(t.JWTKey, "")
 		if v == "" {
-			return nil, fmt.Errorf("jwt_key %s: empty after replacing placeholders", t.JWTKey)
+			return nil, "", fmt.Errorf("jwt_key %s: empty after replacing placeholders", t.JWTKey)
 		}
-		return []byte(v), nil
+		return []byte(v), "value of " + t.JWTKey, nil
 	}
 	b, err := os.ReadFile(t.JWTKey)
 	if err != nil {
-		return nil, fmt.Errorf("reading jwt_key: %w", err)
+		return nil, "", fmt.Errorf("reading jwt_key: %w", err)
 	}
-	return b, nil
+	return b, fmt.Sprintf("file %q", t.JWTKey), nil
 }
 
 // Validate checks that the config names exactly one target source and that
@@ -218,11 +242,14 @@ func (t *Tunnel) Validate() error {
 	if n != 1 {
 		return errors.New("websocket_tunnel needs exactly one of upstream, targets or jwt_key")
 	}
+	if t.JWTAlg != "" && t.JWTKey == "" {
+		return errors.New("jwt_alg needs jwt_key")
+	}
 	if t.dynamic && t.allow.Empty() {
 		return errors.New("an upstream with placeholders needs an allow list: the client chooses the target")
 	}
-	if t.MaxConnections < 0 || t.BufferSize < 0 || t.DialTimeout < 0 || t.IdleTimeout < 0 {
-		return errors.New("max_connections, buffer_size, dial_timeout and idle_timeout cannot be negative")
+	if t.MaxConnections < 0 || t.BufferSize < 0 || t.DialTimeout < 0 || t.IdleTimeout < 0 || t.WriteTimeout < 0 {
+		return errors.New("max_connections, buffer_size, dial_timeout, idle_timeout and write_timeout cannot be negative")
 	}
 	if t.CloseDelay != nil && *t.CloseDelay < 0 {
 		return errors.New("close_delay cannot be negative")
@@ -246,7 +273,10 @@ func (t *Tunnel) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return t.refuse(w, r, http.StatusBadRequest, resultBadRequest,
 			fmt.Sprintf("unsupported subprotocol %q; this tunnel speaks %q", strings.Join(offered, ", "), strings.Join(t.Subprotocols, ", ")))
 	}
-	target, status, err := t.resolve(r)
+	target, ticket, status, err := t.resolve(r)
+	// A single-use ticket is spent only once the tunnel is established
+	// (relay commits it after the dial); any refusal before gives it back.
+	defer ticket.Release()
 	if err != nil {
 		result := resultRefusedTarget
 		switch status {
@@ -264,7 +294,7 @@ func (t *Tunnel) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return t.refuse(w, r, http.StatusServiceUnavailable, resultOverLimit, "too many tunnels")
 	}
 	defer t.counter.release()
-	t.relay(w, r, target)
+	t.relay(w, r, target, ticket)
 	return nil
 }
 
@@ -273,45 +303,45 @@ func (t *Tunnel) refuse(w http.ResponseWriter, r *http.Request, status int, resu
 	return refuse(w, r, status, msg)
 }
 
-// resolve finds the request's target and the status that refuses it.
-func (t *Tunnel) resolve(r *http.Request) (tunnel.Target, int, error) {
+// resolve finds the request's target and the status that refuses it. A
+// single-use ticket comes back reserved, for the caller to commit or
+// release.
+func (t *Tunnel) resolve(r *http.Request) (tunnel.Target, *tunnel.Reservation, int, error) {
 	switch {
 	case t.static != nil:
-		return *t.static, 0, nil
+		return *t.static, nil, 0, nil
 	case t.dynamic:
 		repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		addr := repl.ReplaceAll(t.Upstream, "")
 		target, err := tunnel.ParseTarget(addr)
 		if err != nil {
-			return target, http.StatusForbidden, fmt.Errorf("target refused: %w", err)
+			return target, nil, http.StatusForbidden, fmt.Errorf("target refused: %w", err)
 		}
-		return t.checkAllowed(r, target)
+		target, status, err := t.checkAllowed(r, target)
+		return target, nil, status, err
 	}
 	token := r.URL.Query().Get(t.TokenParam)
 	if token == "" {
 		token = lastPathSegment(r.URL.Path)
 	}
 	if token == "" {
-		return tunnel.Target{}, http.StatusBadRequest, fmt.Errorf("missing %s (query parameter or last path segment)", t.TokenParam)
+		return tunnel.Target{}, nil, http.StatusBadRequest, fmt.Errorf("missing %s (query parameter or last path segment)", t.TokenParam)
 	}
+	var target tunnel.Target
+	var ticket *tunnel.Reservation
+	var err error
 	if t.tickets != nil {
-		target, err := t.tickets.Verify(token)
-		if err != nil {
-			return target, http.StatusUnauthorized, err
+		if target, ticket, err = t.tickets.Reserve(token); err != nil {
+			return target, nil, http.StatusUnauthorized, err
 		}
-		if t.allow.Empty() {
-			return target, 0, nil
-		}
-		return t.checkAllowed(r, target)
-	}
-	target, err := t.tokens.Lookup(token)
-	if err != nil {
-		return target, http.StatusForbidden, fmt.Errorf("target refused: %w", err)
+	} else if target, err = t.tokens.Lookup(token); err != nil {
+		return target, nil, http.StatusForbidden, fmt.Errorf("target refused: %w", err)
 	}
 	if t.allow.Empty() {
-		return target, 0, nil
+		return target, ticket, 0, nil
 	}
-	return t.checkAllowed(r, target)
+	target, status, err := t.checkAllowed(r, target)
+	return target, ticket, status, err
 }
 
 func (t *Tunnel) checkAllowed(r *http.Request, target tunnel.Target) (tunnel.Target, int, error) {
@@ -329,11 +359,13 @@ func lastPathSegment(p string) string {
 	return p[strings.LastIndexByte(p, '/')+1:]
 }
 
-// relay upgrades, dials and runs the tunnel, then logs and counts it.
-func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Target) {
+// relay upgrades, dials and runs the tunnel, then logs and counts it. The
+// ticket is spent when the dial succeeded.
+func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Target, ticket *tunnel.Reservation) {
 	s, err := tunnel.Accept(w, r, t.upgrader, tunnel.Options{
-		BufferSize:  t.BufferSize,
-		IdleTimeout: time.Duration(t.IdleTimeout),
+		BufferSize:   t.BufferSize,
+		IdleTimeout:  time.Duration(t.IdleTimeout),
+		WriteTimeout: time.Duration(t.WriteTimeout),
 	})
 	if err != nil {
 		// gorilla has answered the request (or the hijack failed).
@@ -354,9 +386,13 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 	tunnelDial.Observe(time.Since(start).Seconds())
 	var res tunnel.Result
 	if err != nil {
+		// Given back before the client hears of the failure, so that
+		// its retry finds the ticket valid.
+		ticket.Release()
 		res = s.Fail(tunnel.CloseUnreachable, dialReason(err))
 		tunnelsTotal.WithLabelValues(resultDialFailed).Inc()
 	} else {
+		ticket.Commit()
 		res = s.Run(up)
 		tunnelsTotal.WithLabelValues(resultClosedBy + res.EndedBy).Inc()
 	}

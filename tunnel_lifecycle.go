@@ -152,11 +152,11 @@ func (pooledVerifier) Destruct() error { return nil }
 
 var verifiers = caddy.NewUsagePool()
 
-func acquireTicketVerifier(material []byte) (string, *tunnel.TicketVerifier, error) {
-	sum := sha256.Sum256(material)
+func acquireTicketVerifier(material []byte, alg, source string) (string, *tunnel.TicketVerifier, error) {
+	sum := sha256.Sum256(append([]byte(alg+"\x00"), material...))
 	key := "websocket_tunnel_ticket:" + hex.EncodeToString(sum[:])
 	v, _, err := verifiers.LoadOrNew(key, func() (caddy.Destructor, error) {
-		tv, err := tunnel.NewTicketVerifier(material, 5*time.Second)
+		tv, err := tunnel.NewTicketVerifier(material, alg, source, 5*time.Second)
 		if err != nil {
 			return nil, err
 		}

@@ -40,6 +40,9 @@ const (
 // DefaultBufferSize is the default read size on each leg.
 const DefaultBufferSize = 64 << 10
 
+// DefaultWriteTimeout is the default bound on one write to the client.
+const DefaultWriteTimeout = 10 * time.Second
+
 // smallReadSize is the upstream read buffer of a quiet tunnel.
 const smallReadSize = 4 << 10
 
@@ -52,6 +55,11 @@ type Options struct {
 	// IdleTimeout closes the tunnel with CloseIdleTimeout when no byte moved
 	// either way for this long. Zero: never.
 	IdleTimeout time.Duration
+	// WriteTimeout bounds one frame written to the client (at most
+	// BufferSize bytes): a client that accepts nothing for this long ends
+	// the tunnel, and both sockets are closed, so one that stops reading
+	// cannot pin it. Default: DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// CloseGrace bounds every closing step: waiting for the client's close
 	// frame after ours, and for the upstream's EOF after a half-close. Past
 	// it the sockets are closed hard. Default: 2s.
@@ -112,6 +120,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CloseGrace <= 0 {
 		o.CloseGrace = 2 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
 	}
 }
 
@@ -384,9 +395,14 @@ func (s *Session) upstreamToClient(up net.Conn) {
 		if n > 0 {
 			s.touch()
 			if !writeFailed && !s.clientClosed.Load() {
+				_ = s.ws.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 				if werr := s.ws.WriteMessage(websocket.BinaryMessage, data); werr != nil {
 					writeFailed = true
-					if s.end(CloseAbnormal, "client write failed", EndedByClient) {
+					reason := "client write failed"
+					if errors.Is(werr, os.ErrDeadlineExceeded) {
+						reason = "client write timeout"
+					}
+					if s.end(CloseAbnormal, reason, EndedByClient) {
 						// The client is gone or stalled past the write
 						// deadline: nothing more can reach it.
 						_ = s.ws.NetConn().Close()

@@ -2,11 +2,6 @@ package tunnel
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,15 +9,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/caddyws/caddyws/internal/jwtkey"
 )
 
 // ErrBadTicket wraps every reason a ticket is refused (bad signature,
 // expired, not yet valid, malformed, replayed): the handler answers 401.
 var ErrBadTicket = errors.New("invalid ticket")
-
-// MinHMACKeyLen is the shortest shared secret accepted for HS256/384/512:
-// 256 bits, as RFC 7518 section 3.2 requires for HS256.
-const MinHMACKeyLen = 32
 
 // TicketVerifier checks signed tickets: JWTs that name their target, the way
 // websockify's JWT token plugin reads them — claims "host" and "port" — or
@@ -30,78 +23,38 @@ const MinHMACKeyLen = 32
 // "exp"; "nbf" and "iat" are honoured. A ticket with a "jti" is single-use:
 // the id is remembered until the ticket expires and a second use is refused.
 type TicketVerifier struct {
-	key     any
-	methods []string
-	parser  *jwt.Parser
+	key    *jwtkey.Key
+	parser *jwt.Parser
 
 	mu       sync.Mutex
-	used     map[string]time.Time
+	used     map[string]spent
 	inserted int
 }
 
-// NewTicketVerifier takes the key material: a PEM public key (RSA, ECDSA or
-// Ed25519; "PUBLIC KEY", "RSA PUBLIC KEY" or a "CERTIFICATE"), which allows
-// the matching RS/PS, ES or EdDSA algorithms only, or else a shared secret
-// of at least MinHMACKeyLen bytes for HS256/384/512 (surrounding white space
-// is trimmed, so a key file may end with a newline).
-func NewTicketVerifier(material []byte, leeway time.Duration) (*TicketVerifier, error) {
-	v := &TicketVerifier{used: make(map[string]time.Time)}
-	if block, _ := pem.Decode(material); block != nil {
-		pub, err := parsePublicKey(block)
-		if err != nil {
-			return nil, err
-		}
-		v.key = pub
-		switch pub.(type) {
-		case *rsa.PublicKey:
-			v.methods = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-		case *ecdsa.PublicKey:
-			v.methods = []string{"ES256", "ES384", "ES512"}
-		case ed25519.PublicKey:
-			v.methods = []string{"EdDSA"}
-		default:
-			return nil, fmt.Errorf("jwt key: unsupported public key type %T", pub)
-		}
-	} else {
-		secret := bytes.TrimSpace(material)
-		if len(secret) < MinHMACKeyLen {
-			return nil, fmt.Errorf("jwt key: a shared secret needs at least %d bytes, got %d", MinHMACKeyLen, len(secret))
-		}
-		v.key = secret
-		v.methods = []string{"HS256", "HS384", "HS512"}
+// spent is a single-use ticket id: reserved by a request that is still
+// checking capacity and dialling, or used until the time given.
+type spent struct {
+	until    time.Time
+	reserved bool
+}
+
+// NewTicketVerifier takes the key material, checked by package jwtkey (a
+// PEM public key or certificate, or a shared secret; private keys, JSON Web
+// Keys and SSH keys are refused), the algorithm ("" for those the key
+// allows) and source, which names the material in errors.
+func NewTicketVerifier(material []byte, alg, source string, leeway time.Duration) (*TicketVerifier, error) {
+	key, err := jwtkey.Load(material, alg, source)
+	if err != nil {
+		return nil, fmt.Errorf("jwt_key: %w", err)
 	}
+	v := &TicketVerifier{key: key, used: make(map[string]spent)}
 	v.parser = jwt.NewParser(
-		jwt.WithValidMethods(v.methods),
+		jwt.WithValidMethods(key.Methods),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
 	)
 	return v, nil
-}
-
-func parsePublicKey(block *pem.Block) (any, error) {
-	switch block.Type {
-	case "PUBLIC KEY":
-		k, err := x509.ParsePKIXPublicKey(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("jwt key: parsing public key: %w", err)
-		}
-		return k, nil
-	case "RSA PUBLIC KEY":
-		k, err := x509.ParsePKCS1PublicKey(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("jwt key: parsing RSA public key: %w", err)
-		}
-		return k, nil
-	case "CERTIFICATE":
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("jwt key: parsing certificate: %w", err)
-		}
-		return c.PublicKey, nil
-	default:
-		return nil, fmt.Errorf("jwt key: PEM block %q is not a public key (never give Caddy the private key)", block.Type)
-	}
 }
 
 // ticketClaims are the claims a ticket may carry.
@@ -112,22 +65,67 @@ type ticketClaims struct {
 	Target string `json:"target,omitempty"`
 }
 
-// Verify checks the ticket and returns the target it names.
+// Verify checks the ticket and returns the target it names, spending a
+// single-use ticket at once. Reserve is for callers that may still refuse.
 func (v *TicketVerifier) Verify(ticket string) (Target, error) {
+	t, r, err := v.Reserve(ticket)
+	r.Commit()
+	return t, err
+}
+
+// Reserve checks the ticket and returns the target it names. A single-use
+// ticket (one with "jti") is reserved: until Commit or Release, every
+// other use is refused, so concurrent replays cannot both pass. Commit
+// once the tunnel is established; Release when the request is refused
+// after all (allow-list, capacity, dial), which leaves the ticket valid.
+func (v *TicketVerifier) Reserve(ticket string) (Target, *Reservation, error) {
 	var c ticketClaims
-	if _, err := v.parser.ParseWithClaims(ticket, &c, func(*jwt.Token) (any, error) { return v.key, nil }); err != nil {
-		return Target{}, fmt.Errorf("%w: %w", ErrBadTicket, err)
+	if _, err := v.parser.ParseWithClaims(ticket, &c, v.key.Keyfunc); err != nil {
+		return Target{}, nil, fmt.Errorf("%w: %w", ErrBadTicket, err)
 	}
 	t, err := c.target()
 	if err != nil {
-		return Target{}, fmt.Errorf("%w: %w", ErrBadTicket, err)
+		return Target{}, nil, fmt.Errorf("%w: %w", ErrBadTicket, err)
 	}
-	if c.ID != "" {
-		if err := v.spend(c.ID, c.ExpiresAt.Time); err != nil {
-			return Target{}, err
-		}
+	if c.ID == "" {
+		return t, nil, nil
 	}
-	return t, nil
+	if err := v.reserve(c.ID); err != nil {
+		return Target{}, nil, err
+	}
+	return t, &Reservation{v: v, id: c.ID, exp: c.ExpiresAt.Time}, nil
+}
+
+// Reservation holds a single-use ticket between Reserve and its outcome.
+// Its methods do nothing on a nil Reservation (a ticket without "jti") or
+// after the first call.
+type Reservation struct {
+	v    *TicketVerifier
+	id   string
+	exp  time.Time
+	done bool
+}
+
+// Commit spends the ticket: it stays refused until it expires.
+func (r *Reservation) Commit() {
+	if r == nil || r.done {
+		return
+	}
+	r.done = true
+	r.v.commit(r.id, r.exp)
+}
+
+// Release gives the ticket back unspent.
+func (r *Reservation) Release() {
+	if r == nil || r.done {
+		return
+	}
+	r.done = true
+	r.v.mu.Lock()
+	if e, ok := r.v.used[r.id]; ok && e.reserved {
+		delete(r.v.used, r.id)
+	}
+	r.v.mu.Unlock()
 }
 
 func (c ticketClaims) target() (Target, error) {
@@ -156,22 +154,29 @@ func joinHostPort(host, port string) string {
 	return host + ":" + port
 }
 
-// spend marks a ticket id used until exp, refusing a second use.
-func (v *TicketVerifier) spend(id string, exp time.Time) error {
+// reserve refuses an id that is reserved or spent, and reserves it.
+func (v *TicketVerifier) reserve(id string) error {
 	now := time.Now()
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if until, ok := v.used[id]; ok && now.Before(until) {
+	if e, ok := v.used[id]; ok && (e.reserved || now.Before(e.until)) {
 		return fmt.Errorf("%w: ticket %q already used", ErrBadTicket, id)
 	}
-	v.used[id] = exp.Add(time.Minute) // outlive the leeway
+	v.used[id] = spent{reserved: true}
 	v.inserted++
 	if v.inserted%1024 == 0 {
-		for k, until := range v.used {
-			if now.After(until) {
+		for k, e := range v.used {
+			if !e.reserved && now.After(e.until) {
 				delete(v.used, k)
 			}
 		}
 	}
 	return nil
+}
+
+// commit marks a reserved id used until exp.
+func (v *TicketVerifier) commit(id string, exp time.Time) {
+	v.mu.Lock()
+	v.used[id] = spent{until: exp.Add(time.Minute)} // outlive the leeway
+	v.mu.Unlock()
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 func TestTicketVerifierReadsClaimShapesAndRefusesBadTickets(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(pub)
-	v, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0)
+	v, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), "", "test key", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,12 +66,53 @@ func TestTicketVerifierReadsClaimShapesAndRefusesBadTickets(t *testing.T) {
 }
 
 func TestNewTicketVerifierRefusesWeakOrPrivateKeys(t *testing.T) {
-	if _, err := NewTicketVerifier([]byte("short secret\n"), 0); err == nil {
+	if _, err := NewTicketVerifier([]byte("short secret\n"), "", "test key", 0); err == nil {
 		t.Fatal("a 12-byte HMAC secret was accepted")
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
-	if _, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0); err == nil || !strings.Contains(err.Error(), "private") {
+	if _, err := NewTicketVerifier(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), "", "test key", 0); err == nil || !strings.Contains(err.Error(), "private") {
 		t.Fatalf("private key: %v", err)
+	}
+}
+
+func TestTicketReservationRefusesConcurrentUseAndReleaseGivesItBack(t *testing.T) {
+	secret := []byte(strings.Repeat("k", 32))
+	v, err := NewTicketVerifier(secret, "", "test key", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"jti": "once", "target": "127.0.0.1:1", "exp": time.Now().Add(time.Minute).Unix()}).SignedString(secret)
+
+	const n = 16
+	results := make(chan *Reservation, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, r, err := v.Reserve(tok); err == nil {
+				results <- r
+			}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	var won []*Reservation
+	for r := range results {
+		won = append(won, r)
+	}
+	if len(won) != 1 {
+		t.Fatalf("%d of %d concurrent uses reserved the ticket, want 1", len(won), n)
+	}
+	won[0].Release()
+	_, r, err := v.Reserve(tok)
+	if err != nil {
+		t.Fatalf("after Release: %v", err)
+	}
+	r.Commit()
+	r.Release() // after Commit: no effect
+	if _, _, err := v.Reserve(tok); !errors.Is(err, ErrBadTicket) {
+		t.Fatalf("after Commit: %v, want ErrBadTicket", err)
 	}
 }

@@ -2,34 +2,30 @@ package auth
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/caddyws/caddyws/internal/jwtkey"
 )
 
 // JWTConfig configures a JWT verifier. Exactly one of Key and KeyFile is set.
 type JWTConfig struct {
-	// Algorithm is the only signing algorithm accepted: HS256, HS384, HS512,
-	// RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512 or EdDSA.
-	// Tokens signed with any other algorithm (including "none") are refused,
-	// so an RSA public key can never be used as an HMAC secret.
+	// Algorithm, when set, is the only signing algorithm accepted (HS256,
+	// HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384,
+	// ES512 or EdDSA) and must agree with the key. Unset, the key decides:
+	// see package jwtkey. "none" is never accepted.
 	Algorithm string
-	// Key is the key material itself: the shared secret for HS*, a PEM
-	// public key (or certificate, or private key) for RS*/PS*/ES*/EdDSA.
-	// The Caddy glue fills it from a value such as {env.PUSH_JWT_SECRET}.
+	// Key is the key material itself: a PEM public key or certificate, or
+	// else a shared secret; see package jwtkey for what is refused. The
+	// Caddy glue fills it from a value such as {env.PUSH_JWT_SECRET}.
 	Key []byte
-	// KeyFile is a file holding the key material, as for Key. For HS* the
-	// whole file is the secret, minus trailing line breaks.
+	// KeyFile is a file holding the key material, as for Key.
 	KeyFile string
 	// UserClaim names the claim holding the user id (a string or a number);
 	// a dotted path reaches into nested objects. Default: sub.
@@ -61,39 +57,26 @@ type JWTConfig struct {
 // refused before any parsing or network call.
 const MaxTokenLength = 16 << 10
 
-// hmacMinKey is RFC 7518 section 3.2: the secret is at least as long as
-// the hash output.
-var hmacMinKey = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
-
 // JWT verifies signed JSON Web Tokens. It is safe for concurrent use.
 type JWT struct {
 	cfg    JWTConfig
-	key    any
+	key    *jwtkey.Key
 	parser *jwt.Parser
 	now    func() time.Time
 }
 
 // NewJWT checks cfg, loads the key and returns the verifier.
 func NewJWT(cfg JWTConfig) (*JWT, error) {
-	method := jwt.GetSigningMethod(cfg.Algorithm)
-	if method == nil || cfg.Algorithm == "none" {
-		return nil, fmt.Errorf("jwt: unsupported algorithm %q (want one of HS256, RS256, ES256, HS384, HS512, RS384, RS512, PS256, PS384, PS512, ES384, ES512, EdDSA)", cfg.Algorithm)
-	}
 	if (len(cfg.Key) == 0) == (cfg.KeyFile == "") {
 		return nil, errors.New("jwt: exactly one of key and key file is required")
 	}
-	material := cfg.Key
+	var key *jwtkey.Key
+	var err error
 	if cfg.KeyFile != "" {
-		b, err := os.ReadFile(cfg.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("jwt: reading key file: %w", err)
-		}
-		material = b
-		if strings.HasPrefix(cfg.Algorithm, "HS") {
-			material = []byte(strings.TrimRight(string(b), "\r\n"))
-		}
+		key, err = jwtkey.LoadFile(cfg.KeyFile, cfg.Algorithm)
+	} else {
+		key, err = jwtkey.Load(cfg.Key, cfg.Algorithm, "key")
 	}
-	key, err := parseKey(cfg.Algorithm, material)
 	if err != nil {
 		return nil, fmt.Errorf("jwt: %w", err)
 	}
@@ -111,7 +94,7 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	}
 	v := &JWT{cfg: cfg, key: key, now: time.Now}
 	opts := []jwt.ParserOption{
-		jwt.WithValidMethods([]string{cfg.Algorithm}),
+		jwt.WithValidMethods(key.Methods),
 		jwt.WithJSONNumber(),
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithIssuedAt(),
@@ -130,46 +113,6 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	return v, nil
 }
 
-// parseKey turns key material into the verification key the algorithm
-// family needs; private keys are accepted and reduced to their public half.
-func parseKey(alg string, material []byte) (any, error) {
-	switch {
-	case strings.HasPrefix(alg, "HS"):
-		if len(material) < hmacMinKey[alg] {
-			return nil, fmt.Errorf("%s secret is %d bytes, must be at least %d (RFC 7518 section 3.2)", alg, len(material), hmacMinKey[alg])
-		}
-		return material, nil
-	case strings.HasPrefix(alg, "RS"), strings.HasPrefix(alg, "PS"):
-		if pub, err := jwt.ParseRSAPublicKeyFromPEM(material); err == nil {
-			return pub, nil
-		}
-		priv, err := jwt.ParseRSAPrivateKeyFromPEM(material)
-		if err != nil {
-			return nil, fmt.Errorf("%s key: no RSA public key, certificate or private key in PEM: %w", alg, err)
-		}
-		return &priv.PublicKey, nil
-	case strings.HasPrefix(alg, "ES"):
-		if pub, err := jwt.ParseECPublicKeyFromPEM(material); err == nil {
-			return pub, nil
-		}
-		priv, err := jwt.ParseECPrivateKeyFromPEM(material)
-		if err != nil {
-			return nil, fmt.Errorf("%s key: no EC public key, certificate or private key in PEM: %w", alg, err)
-		}
-		return &priv.PublicKey, nil
-	case alg == "EdDSA":
-		if pub, err := jwt.ParseEdPublicKeyFromPEM(material); err == nil {
-			return pub, nil
-		}
-		priv, err := jwt.ParseEdPrivateKeyFromPEM(material)
-		if err != nil {
-			return nil, fmt.Errorf("EdDSA key: no Ed25519 public key or private key in PEM: %w", err)
-		}
-		return priv.(crypto.Signer).Public(), nil
-	}
-	return nil, fmt.Errorf("unsupported algorithm %q", alg)
-}
-
 // Verify checks the token's signature, algorithm and registered claims and
 // returns the identity it names. Every refusal wraps ErrUnauthorized.
 func (v *JWT) Verify(_ context.Context, token string) (Identity, error) {
@@ -177,14 +120,7 @@ func (v *JWT) Verify(_ context.Context, token string) (Identity, error) {
 		return Identity{}, fmt.Errorf("jwt: token empty or longer than %d bytes: %w", MaxTokenLength, ErrUnauthorized)
 	}
 	claims := jwt.MapClaims{}
-	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
-		// WithValidMethods already pins the algorithm; checking the key type
-		// too keeps alg confusion impossible even if that option changed.
-		if t.Method.Alg() != v.cfg.Algorithm || !keyMatches(t.Method, v.key) {
-			return nil, fmt.Errorf("algorithm %s not accepted", t.Method.Alg())
-		}
-		return v.key, nil
-	})
+	_, err := v.parser.ParseWithClaims(token, claims, v.key.Keyfunc)
 	if err != nil {
 		return Identity{}, fmt.Errorf("jwt: %w: %w", ErrUnauthorized, err)
 	}
@@ -216,24 +152,6 @@ func (v *JWT) Verify(_ context.Context, token string) (Identity, error) {
 		id.Expires = exp.Time.Add(v.cfg.Leeway)
 	}
 	return id, nil
-}
-
-func keyMatches(m jwt.SigningMethod, key any) bool {
-	switch m.(type) {
-	case *jwt.SigningMethodHMAC:
-		_, ok := key.([]byte)
-		return ok
-	case *jwt.SigningMethodRSA, *jwt.SigningMethodRSAPSS:
-		_, ok := key.(*rsa.PublicKey)
-		return ok
-	case *jwt.SigningMethodECDSA:
-		_, ok := key.(*ecdsa.PublicKey)
-		return ok
-	case *jwt.SigningMethodEd25519:
-		_, ok := key.(ed25519.PublicKey)
-		return ok
-	}
-	return false
 }
 
 // lookupClaim finds a top-level claim by name, or else follows a dotted
@@ -300,6 +218,10 @@ func claimContains(v any, want string) bool {
 	}
 	return false
 }
+
+// SameKey reports whether o verifies with the same key material as v,
+// whatever its encoding or source.
+func (v *JWT) SameKey(o *JWT) bool { return v.key.Equal(o.key) }
 
 // Interface guard.
 var _ Verifier = (*JWT)(nil)

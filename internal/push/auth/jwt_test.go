@@ -118,9 +118,10 @@ func TestJWTVerify(t *testing.T) {
 		{"eddsa good", JWTConfig{Algorithm: "EdDSA", Key: keys.edPubPEM}, func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodEdDSA, keys.edPriv, claims(nil))
 		}, "alice", nil, false},
-		{"rs256 with private key PEM as key", JWTConfig{Algorithm: "RS256", Key: keys.rsaPrivPEM}, func(t *testing.T) string {
+		{"rs256 inferred from the key", JWTConfig{Key: keys.rsaPubPEM}, func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodRS256, keys.rsaPriv, claims(nil))
 		}, "alice", nil, false},
+		{"confusion with alg inferred from the key", JWTConfig{Key: keys.rsaPubPEM}, confused, "", nil, true},
 		{"events claim list", hs, func(t *testing.T) string {
 			return sign(t, jwt.SigningMethodHS256, keys.secret, claims(jwt.MapClaims{"events": []string{"news", "chat"}}))
 		}, "alice", []string{"news", "chat"}, false},
@@ -326,9 +327,11 @@ func TestNewJWTRejectsBadConfig(t *testing.T) {
 		{"key and file", JWTConfig{Algorithm: "HS256", Key: keys.secret, KeyFile: "/x"}, "exactly one"},
 		{"short secret", JWTConfig{Algorithm: "HS256", Key: []byte("secret")}, "at least 32"},
 		{"missing file", JWTConfig{Algorithm: "HS256", KeyFile: "/nonexistent/key"}, "reading key file"},
-		{"rsa alg with EC key", JWTConfig{Algorithm: "RS256", Key: keys.ecPubPEM}, "no RSA public key"},
-		{"ec alg with RSA key", JWTConfig{Algorithm: "ES256", Key: keys.rsaPubPEM}, "no EC public key"},
-		{"rsa alg with secret", JWTConfig{Algorithm: "RS256", Key: keys.secret}, "no RSA public key"},
+		{"rsa alg with EC key", JWTConfig{Algorithm: "RS256", Key: keys.ecPubPEM}, "contradicts the key"},
+		{"ec alg with RSA key", JWTConfig{Algorithm: "ES256", Key: keys.rsaPubPEM}, "contradicts the key"},
+		{"rsa alg with secret", JWTConfig{Algorithm: "RS256", Key: keys.secret}, "needs a PEM public key"},
+		{"hs alg with PEM public key", JWTConfig{Algorithm: "HS256", Key: keys.rsaPubPEM}, "never be an HMAC secret"},
+		{"private key", JWTConfig{Algorithm: "RS256", Key: keys.rsaPrivPEM}, "private key"},
 		{"negative leeway", JWTConfig{Algorithm: "HS256", Key: keys.secret, Leeway: -time.Second}, "leeway"},
 	}
 	for _, tc := range tests {
