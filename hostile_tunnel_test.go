@@ -4,7 +4,6 @@ package caddyws
 // a ticket, they should not.
 
 import (
-	"errors"
 	"net"
 	"os"
 	"strings"
@@ -19,13 +18,7 @@ import (
 // stalledDialer opens WebSockets with a 4 KiB receive buffer, so that a
 // server writing to a client that reads nothing blocks soon.
 var stalledDialer = &websocket.Dialer{HandshakeTimeout: 5 * time.Second, NetDial: func(network, addr string) (net.Conn, error) {
-	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-		return errors.Join(err, serr)
-	}}
+	nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error { return setRecvBuffer(rc, 4096) }}
 	return nd.Dial(network, addr)
 }}
 
