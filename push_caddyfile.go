@@ -56,6 +56,7 @@ func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		max_events <n>                            # default 100
 //		max_body_size <size>                      # default 1MiB
 //		max_connections <n>
+//		queue_bytes <size>                        # default 4MiB
 //		max_connections_per_user <n>
 //		queue_size <n>                            # default 256
 //		ping_interval <duration>                  # default 25s
@@ -120,6 +121,10 @@ func (p *Push) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			p.MaxConnectionsPerUser, err = intArg(d)
 		case "queue_size":
 			p.QueueSize, err = intArg(d)
+		case "queue_bytes":
+			var n int64
+			n, err = pushSizeArg(d)
+			p.QueueBytes = int(n)
 		case "ping_interval":
 			err = durationArg(d, &p.PingInterval, false)
 		case "pong_timeout":
