@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 )
 
@@ -154,4 +155,46 @@ func TestPushAuthTimeoutCannotBeDodged(t *testing.T) {
 		close(stop)
 		wg.Wait()
 	})
+}
+
+// TestPushJWTNullEventsIsRefused: a token whose events claim is null does
+// not mean "any event" (only an absent claim does): it is refused with
+// 4001, while the same token without the claim connects.
+func TestPushJWTNullEventsIsRefused(t *testing.T) {
+	secret := strings.Repeat("k", 32)
+	tc, _ := pushCaddy(t, fmt.Sprintf(`http://localhost:@HTTP@ {
+	websocket_push /ws {
+		hub jwtnull
+		auth jwt {
+			key %s
+		}
+	}
+}`, secret))
+	sign := func(claims jwt.MapClaims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, tt := range []struct {
+		name   string
+		claims jwt.MapClaims
+		close  int // 0: connected
+	}{
+		{"absent claim: any event", jwt.MapClaims{"sub": "a", "exp": exp}, 0},
+		{"null claim: refused", jwt.MapClaims{"sub": "a", "exp": exp, "events": nil}, 4001},
+		{"list claim outside: forbidden", jwt.MapClaims{"sub": "a", "exp": exp, "events": []string{"x"}}, 4003},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialPush(t, tc.WSURL("/ws"), nil)
+			sendJSON(t, c, `{"token":"`+sign(tt.claims)+`","event":"secret"}`)
+			if tt.close == 0 {
+				expectType(t, c, "connected")
+				return
+			}
+			expectClose(t, c, tt.close, 3*time.Second)
+		})
+	}
 }
