@@ -75,6 +75,9 @@ func TestPushRecoveryFloodIsBounded(t *testing.T) {
 	if growth > 8<<20 {
 		t.Fatalf("heap grew by %d MiB during a recovery flood, want < 8 MiB", growth>>20)
 	}
+	// The server may already have cut TCP: do not answer its close frame,
+	// or the answer's broken pipe hides the close code.
+	flood.SetCloseHandler(func(int, string) error { return nil })
 	expectClose(t, flood, 4029, 10*time.Second)
 }
 

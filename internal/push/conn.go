@@ -131,7 +131,10 @@ func (c *Conn) sendItem(it item) {
 			}
 		}
 	}
-	if !c.fitsLocked(it) {
+	// A frame into an empty queue always goes: the hello frame is queued
+	// under the hub lock (dropSlow there would deadlock), and one frame is
+	// what any connection may owe.
+	if len(c.queue)+len(c.pending) > 0 && !c.fitsLocked(it) {
 		c.mu.Unlock()
 		c.hub.dropSlow(c)
 		return
