@@ -88,6 +88,10 @@ type Push struct {
 	// QueueSize is how many frames may wait for a slow connection before it
 	// is closed with 4029. Default: 256.
 	QueueSize int `json:"queue_size,omitempty"`
+	// QueueBytes bounds the bytes waiting for one connection: messages,
+	// history replays, acknowledgements, errors and control frames all
+	// count. Beyond it the connection is closed with 4029. Default: 4MiB.
+	QueueBytes int `json:"queue_bytes,omitempty"`
 	// PingInterval is how often idle connections are pinged. Default: 25s.
 	PingInterval caddy.Duration `json:"ping_interval,omitempty"`
 	// PongTimeout is how long after a ping a silent peer is considered dead
@@ -221,6 +225,7 @@ func (p *Push) hubOptions() push.Options {
 	o := push.Options{
 		Name:                  p.Hub,
 		QueueSize:             p.QueueSize,
+		QueueBytes:            p.QueueBytes,
 		PingInterval:          time.Duration(p.PingInterval),
 		PongTimeout:           time.Duration(p.PongTimeout),
 		WriteTimeout:          time.Duration(p.WriteTimeout),
@@ -253,7 +258,7 @@ func (p *Push) Validate() error {
 	if p.PingInterval < 0 || time.Duration(p.PingInterval) >= 60*time.Second {
 		return errors.New("websocket_push: ping_interval must be between 0 and 60s")
 	}
-	if p.MaxFrameSize < 256 || p.MaxEvents < 0 || p.QueueSize < 0 || p.MaxConnections < 0 || p.MaxConnectionsPerUser < 0 || p.MaxPublishTargets < 0 {
+	if p.MaxFrameSize < 256 || p.MaxEvents < 0 || p.QueueSize < 0 || p.QueueBytes < 0 || p.MaxConnections < 0 || p.MaxConnectionsPerUser < 0 || p.MaxPublishTargets < 0 {
 		return errors.New("websocket_push: limits must be positive (max_frame_size at least 256)")
 	}
 	return nil

@@ -60,6 +60,7 @@ func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		max_body_size <size>                      # default 1MiB
 //		max_publish_targets <n>                   # default 1000
 //		max_connections <n>
+//		queue_bytes <size>                        # default 4MiB
 //		max_connections_per_user <n>
 //		queue_size <n>                            # default 256
 //		ping_interval <duration>                  # default 25s
@@ -128,6 +129,10 @@ func (p *Push) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			p.MaxConnectionsPerUser, err = intArg(d)
 		case "queue_size":
 			p.QueueSize, err = intArg(d)
+		case "queue_bytes":
+			var n int64
+			n, err = pushSizeArg(d)
+			p.QueueBytes = int(n)
 		case "ping_interval":
 			err = durationArg(d, &p.PingInterval, false)
 		case "pong_timeout":

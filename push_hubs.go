@@ -151,6 +151,7 @@ func (r *hubRef) merge(p *Push) error {
 		dst, src *int
 	}{
 		{"queue_size", &m.QueueSize, &p.QueueSize},
+		{"queue_bytes", &m.QueueBytes, &p.QueueBytes},
 		{"max_connections", &m.MaxConnections, &p.MaxConnections},
 		{"max_connections_per_user", &m.MaxConnectionsPerUser, &p.MaxConnectionsPerUser},
 	}

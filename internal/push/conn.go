@@ -18,6 +18,8 @@ type item struct {
 	offset uint64
 	at     int64
 	close  bool // the close frame: last thing written
+	pong   bool // a pong: at most one waits, carrying the latest payload
+	ping   bool // a keepalive ping: at most one waits
 }
 
 // Conn is one subscriber. Its reader is the goroutine running serve; its
@@ -38,8 +40,13 @@ type Conn struct {
 	// registered is guarded by hub.mu: the connection is in the index.
 	registered bool
 
-	mu         sync.Mutex
-	queue      []item
+	mu    sync.Mutex
+	queue []item
+	// queued is the bytes of queue plus pending: with len(queue) +
+	// len(pending) it is the connection's one outbound budget, which every
+	// frame the server queues (messages, replays, acks, errors, pings,
+	// pongs) counts against.
+	queued     int
 	spare      []item
 	writing    bool
 	closing    bool // a close frame is queued or written: no more frames
@@ -61,38 +68,87 @@ func (c *Conn) enqueue(it item) (ok, overflow bool) {
 	if c.closing {
 		return false, false
 	}
-	if c.recovering && it.at != 0 {
-		if len(c.pending) >= c.hub.opts.QueueSize {
-			return false, true
-		}
-		c.pending = append(c.pending, it)
-		return true, false
-	}
-	if len(c.queue) >= c.hub.opts.QueueSize {
+	if !c.fitsLocked(it) {
 		return false, true
+	}
+	if c.recovering && it.at != 0 {
+		c.pending = append(c.pending, it)
+		c.queued += len(it.data)
+		return true, false
 	}
 	c.pushLocked(it)
 	return true, false
 }
 
+// fitsLocked reports whether it fits the outbound budget: QueueSize frames
+// and QueueBytes bytes over queue and pending together.
+func (c *Conn) fitsLocked(it item) bool {
+	o := &c.hub.opts
+	return len(c.queue)+len(c.pending) < o.QueueSize && c.queued+len(it.data) <= o.QueueBytes
+}
+
 // pushLocked appends to the queue and starts the writer if it is idle.
 func (c *Conn) pushLocked(it item) {
 	c.queue = append(c.queue, it)
+	c.queued += len(it.data)
 	if !c.writing {
 		c.writing = true
 		go c.writeLoop()
 	}
 }
 
-// send queues a control or acknowledgement frame, bypassing the recovery
-// buffer and the queue bound (they are few and come from this connection's
-// own requests).
-func (c *Conn) send(data []byte) {
+// send queues a control, acknowledgement, error or replayed frame. It
+// bypasses the recovery buffer (these go out before held-back live frames)
+// but not the budget: a client that makes the server queue more than the
+// budget without reading is closed with 4029 like any slow consumer.
+func (c *Conn) send(data []byte) { c.sendItem(item{data: data}) }
+
+// sendPong queues a pong; while one waits unsent, it only takes the latest
+// payload, so a ping flood costs one frame.
+func (c *Conn) sendPong(data []byte) { c.sendItem(item{data: data, pong: true}) }
+
+// sendPing queues a keepalive ping unless one already waits.
+func (c *Conn) sendPing() { c.sendItem(item{data: pingFrame, ping: true}) }
+
+func (c *Conn) sendItem(it item) {
 	c.mu.Lock()
-	if !c.closing {
-		c.pushLocked(item{data: data})
+	if c.closing {
+		c.mu.Unlock()
+		return
 	}
+	if it.pong || it.ping {
+		for i := len(c.queue) - 1; i >= 0; i-- {
+			q := &c.queue[i]
+			if it.ping && q.ping {
+				c.mu.Unlock()
+				return
+			}
+			if it.pong && q.pong {
+				c.queued += len(it.data) - len(q.data)
+				q.data = it.data
+				c.mu.Unlock()
+				return
+			}
+		}
+	}
+	// A frame into an empty queue always goes: the hello frame is queued
+	// under the hub lock (dropSlow there would deadlock), and one frame is
+	// what any connection may owe.
+	if len(c.queue)+len(c.pending) > 0 && !c.fitsLocked(it) {
+		c.mu.Unlock()
+		c.hub.dropSlow(c)
+		return
+	}
+	c.pushLocked(it)
 	c.mu.Unlock()
+}
+
+// isClosing reports whether the connection is closing (e.g. dropped as a
+// slow consumer), so that a long replay stops early.
+func (c *Conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
 }
 
 // closeWith queues a close frame after what is queued (drain=true) or in
@@ -107,12 +163,16 @@ func (c *Conn) closeWith(code int, reason string, drain bool) {
 	}
 	c.closing = true
 	c.closeCode = code
+	for i := range c.pending {
+		c.queued -= len(c.pending[i].data)
+	}
 	c.pending = nil
 	if !drain {
 		// The writer may be in the middle of a batch; what it has not
 		// taken yet is dropped.
 		clear(c.queue)
 		c.queue = c.queue[:0]
+		c.queued = 0
 	}
 	c.pushLocked(item{data: closeFrame(code, reason), close: true})
 }
@@ -144,6 +204,9 @@ func (c *Conn) writeLoop() {
 			c.queue = c.spare[:0]
 		}
 		c.spare = nil
+		for i := range batch {
+			c.queued -= len(batch[i].data)
+		}
 		c.mu.Unlock()
 
 		last := false
@@ -179,6 +242,7 @@ func (c *Conn) writeLoop() {
 			c.writing = false
 			clear(c.queue)
 			c.queue = nil
+			c.queued = 0
 			readerDone := c.readerDone
 			c.mu.Unlock()
 			if err != nil || readerDone {

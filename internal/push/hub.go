@@ -21,6 +21,7 @@ type Position = broker.Position
 type Options struct {
 	Name                  string
 	QueueSize             int
+	QueueBytes            int
 	PingInterval          time.Duration
 	PongTimeout           time.Duration
 	WriteTimeout          time.Duration
@@ -33,6 +34,9 @@ type Options struct {
 func (o *Options) defaults() {
 	if o.QueueSize <= 0 {
 		o.QueueSize = 256
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 4 << 20
 	}
 	if o.PingInterval <= 0 {
 		o.PingInterval = 25 * time.Second

@@ -44,7 +44,11 @@ func (h *Hub) sweep() {
 					h.metrics.dropped("unauthorized")
 					continue
 				}
-				c.send(pingFrame)
+				// Unauthenticated connections get no keepalive: their
+				// auth_timeout is the only clock they have.
+				if c.isRegistered() {
+					c.sendPing()
+				}
 			}
 			clear(batch)
 		}

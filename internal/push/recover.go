@@ -78,6 +78,11 @@ func (h *Hub) recover(c *Conn, req map[string]Position) {
 		c.send(textFrame(recoveredFrame(stream, true, cur)))
 		top := pos.Offset
 		for _, m := range msgs {
+			if c.isClosing() {
+				// Dropped as a slow consumer while replaying: the rest
+				// would only be discarded.
+				break
+			}
 			var env envelope
 			if json.Unmarshal(m.Data, &env) != nil {
 				continue

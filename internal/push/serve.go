@@ -54,11 +54,19 @@ func (h *Hub) Serve(ws *websocket.Conn, s ConnOptions) {
 	// Pongs answer our pings and prove the peer alive; pings from the peer
 	// are answered through the writer (the only one that writes).
 	alive := h.opts.PingInterval + h.opts.PongTimeout
+	// Before authentication nothing extends the read deadline: the
+	// auth_timeout set at the start holds whatever the client sends.
 	ws.SetPongHandler(func(string) error {
+		if !c.isRegistered() {
+			return nil
+		}
 		return c.nc.SetReadDeadline(time.Now().Add(alive))
 	})
 	ws.SetPingHandler(func(data string) error {
-		c.send(wsFrame(opPong, []byte(data)))
+		c.sendPong(wsFrame(opPong, []byte(data)))
+		if !c.isRegistered() {
+			return nil
+		}
 		return c.nc.SetReadDeadline(time.Now().Add(alive))
 	})
 	ws.SetCloseHandler(func(code int, _ string) error {
@@ -140,7 +148,9 @@ func (h *Hub) serve(c *Conn, s ConnOptions, alive time.Duration, start time.Time
 			code, reason = closeCodeFor(c, err, log)
 			return code, reason, false
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(alive))
+		if c.isRegistered() {
+			_ = c.nc.SetReadDeadline(time.Now().Add(alive))
+		}
 		if typ != websocket.TextMessage {
 			return CloseUnsupportedData, "binary frames are not accepted", false
 		}
@@ -170,7 +180,13 @@ func (h *Hub) handleFrame(c *Conn, s ConnOptions, f ClientFrame) *errClose {
 		if ce != nil {
 			return ce
 		}
-		return h.connect(c, s, id, f)
+		if ce := h.connect(c, s, id, f); ce != nil {
+			return ce
+		}
+		// Authenticated: from now on keepalive, not auth_timeout, bounds
+		// the silence.
+		_ = c.nc.SetReadDeadline(time.Now().Add(h.opts.PingInterval + h.opts.PongTimeout))
+		return nil
 	}
 	switch f.Type {
 	case "connect", "":

@@ -135,7 +135,10 @@ func (v *JWT) Verify(_ context.Context, token string) (Identity, error) {
 	if id.User == "" && !v.cfg.UserOptional {
 		return Identity{}, fmt.Errorf("jwt: claim %q missing or empty: %w", v.cfg.UserClaim, ErrUnauthorized)
 	}
-	if raw, ok := lookupClaim(claims, v.cfg.EventsClaim); ok {
+	// Only an absent events claim means any event: a null one is refused,
+	// not read as absent, so that a token minted with a missing list does
+	// not open every event.
+	if raw, ok := lookupClaim(claims, v.cfg.EventsClaim); ok || claimIsNull(claims, v.cfg.EventsClaim) {
 		events, ok := claimStrings(raw)
 		if !ok {
 			return Identity{}, fmt.Errorf("jwt: claim %q is not a list of strings: %w", v.cfg.EventsClaim, ErrUnauthorized)
@@ -171,6 +174,24 @@ func lookupClaim(claims jwt.MapClaims, name string) (any, bool) {
 		}
 	}
 	return cur, cur != nil
+}
+
+// claimIsNull reports whether name is present in claims with a null value.
+func claimIsNull(claims jwt.MapClaims, name string) bool {
+	if v, ok := claims[name]; ok {
+		return v == nil
+	}
+	var cur any = map[string]any(claims)
+	for part := range strings.SplitSeq(name, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		if cur, ok = obj[part]; !ok {
+			return false
+		}
+	}
+	return cur == nil
 }
 
 func claimString(v any) (string, bool) {
