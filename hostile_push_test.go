@@ -2,7 +2,6 @@ package caddyws
 
 import (
 	"fmt"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -11,16 +10,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 )
-
-// heapInuse is the process's HeapInuse after a GC; Caddy runs in-process,
-// so this is the server's memory plus the test's.
-func heapInuse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
-}
 
 // writeQuiet writes a text frame and ignores errors: a flood goes on after
 // the server closed the connection.
