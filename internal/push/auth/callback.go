@@ -46,10 +46,12 @@ type CallbackConfig struct {
 // AuthToken hook's name; "user" is accepted too. "expires" is optional,
 // in Unix seconds.
 type callbackAnswer struct {
-	UserID  *string   `json:"userId"`
-	User    *string   `json:"user"`
-	Events  *[]string `json:"events"`
-	Expires *int64    `json:"expires"`
+	UserID *string `json:"userId"`
+	User   *string `json:"user"`
+	// Events stays raw so that null (refused) is told from absent (any
+	// event).
+	Events  json.RawMessage `json:"events"`
+	Expires *int64          `json:"expires"`
 }
 
 // maxCallbackBody bounds how much of an answer is read.
@@ -199,7 +201,11 @@ func (c *Callback) call(ctx context.Context, token string) (Identity, error) {
 		return Identity{}, fmt.Errorf("auth callback answered 200 without a user id: %w", ErrUnauthorized)
 	}
 	if ans.Events != nil {
-		id.Events = append([]string{}, *ans.Events...)
+		var events []string
+		if err := json.Unmarshal(ans.Events, &events); err != nil || events == nil {
+			return Identity{}, fmt.Errorf("auth callback: events is not a list of strings: %w", ErrUnauthorized)
+		}
+		id.Events = events
 	}
 	if ans.Expires != nil && *ans.Expires > 0 {
 		id.Expires = time.Unix(*ans.Expires, 0)

@@ -67,6 +67,10 @@ func (ts *tokenService) serve(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"userId":"carol","expires":` + jsonInt(time.Now().Add(-time.Hour).Unix()) + `}`))
 	case "no-user":
 		_, _ = w.Write([]byte(`{"events":[]}`))
+	case "null-events":
+		_, _ = w.Write([]byte(`{"userId":"dave","events":null}`))
+	case "events-not-a-list":
+		_, _ = w.Write([]byte(`{"userId":"dave","events":"news"}`))
 	case "garbage":
 		_, _ = w.Write([]byte(`<html>oops`))
 	case "forbidden":
@@ -115,6 +119,8 @@ func TestCallbackVerify(t *testing.T) {
 		{"403", CallbackConfig{}, "forbidden", "", nil, ErrUnauthorized},
 		{"404", CallbackConfig{}, "unknown", "", nil, ErrUnauthorized},
 		{"200 without user", CallbackConfig{}, "no-user", "", nil, ErrUnauthorized},
+		{"events null is not any event", CallbackConfig{}, "null-events", "", nil, ErrUnauthorized},
+		{"events not a list", CallbackConfig{}, "events-not-a-list", "", nil, ErrUnauthorized},
 		{"200 not json", CallbackConfig{}, "garbage", "", nil, ErrUnavailable},
 		{"500", CallbackConfig{}, "error", "", nil, ErrUnavailable},
 		{"503", CallbackConfig{}, "busy", "", nil, ErrUnavailable},
