@@ -1,6 +1,7 @@
 package push
 
 import (
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -245,8 +246,10 @@ func (c *Conn) writeLoop() {
 			c.queued = 0
 			readerDone := c.readerDone
 			c.mu.Unlock()
-			if err != nil || readerDone {
+			if err != nil {
 				_ = c.nc.Close()
+			} else if readerDone {
+				lingerClose(c.nc, h.opts.CloseGrace)
 			} else {
 				// Let the reader see the peer's close frame, briefly.
 				_ = c.nc.SetReadDeadline(time.Now().Add(h.opts.CloseGrace))
@@ -322,4 +325,18 @@ func putBuf(bp *[]byte) {
 	if cap(*bp) <= 1<<20 {
 		bufPool.Put(bp)
 	}
+}
+
+// lingerClose ends a connection whose close frame is written and whose
+// reader is gone: closing a socket with unread client bytes makes the
+// kernel send a reset, and a reset can destroy the close frame before the
+// client reads it. So the write side is shut first, and what the client
+// still sends is discarded until it closes too or grace passes.
+func lingerClose(nc net.Conn, grace time.Duration) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(grace))
+	_, _ = io.Copy(io.Discard, nc)
+	_ = nc.Close()
 }
