@@ -4,19 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"go.uber.org/zap"
 
 	"github.com/caddyws/caddyws/broker"
-	"github.com/caddyws/caddyws/broker/memory"
 	"github.com/caddyws/caddyws/internal/push/auth"
 )
 
@@ -39,26 +34,8 @@ const (
 func FuzzClientFrames(f *testing.F) {
 	opts := Options{Name: "fuzz", QueueSize: fuzzQueueSize, QueueBytes: fuzzQueueBytes,
 		History: broker.History{Size: 50}, PingInterval: 200 * time.Millisecond}
-	h, err := New(opts, memory.New(opts.History, nil), nil, zap.NewNop())
-	if err != nil {
-		f.Fatal(err)
-	}
-	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferPool: &sync.Pool{}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			h.Release()
-			return
-		}
-		go h.Serve(ws, ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 4,
-			AuthTimeout: 500 * time.Millisecond, VerifyTimeout: time.Second})
-	}))
-	f.Cleanup(func() { h.Close(); srv.Close() })
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	h, url := serveTestHub(f, opts, ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 4,
+		AuthTimeout: 500 * time.Millisecond, VerifyTimeout: time.Second})
 	base := runtime.NumGoroutine()
 
 	f.Add([]byte{0, 1, 1, 2, 7, 0, 7, 1, 1, 3, 3, 3, 3, 2, 1})

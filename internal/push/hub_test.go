@@ -23,9 +23,17 @@ import (
 
 func newTestHub(t *testing.T, opts Options) (*Hub, string) {
 	t.Helper()
+	return serveTestHub(t, opts, ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10,
+		AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second})
+}
+
+// serveTestHub starts a hub on a memory broker behind an httptest server
+// whose upgrades are served with co; it returns the hub and its ws:// URL.
+func serveTestHub(tb testing.TB, opts Options, co ConnOptions) (*Hub, string) {
+	tb.Helper()
 	h, err := New(opts, memory.New(opts.History, nil), nil, zap.NewNop())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferPool: &sync.Pool{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -38,10 +46,9 @@ func newTestHub(t *testing.T, opts Options) (*Hub, string) {
 			h.Release()
 			return
 		}
-		go h.Serve(ws, ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10,
-			AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second})
+		go h.Serve(ws, co)
 	}))
-	t.Cleanup(func() { h.Close(); srv.Close() })
+	tb.Cleanup(func() { h.Close(); srv.Close() })
 	return h, "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
