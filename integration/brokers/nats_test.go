@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	gonats "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap/zaptest"
@@ -18,49 +17,18 @@ import (
 	"github.com/caddyws/caddyws/broker"
 	"github.com/caddyws/caddyws/broker/brokertest"
 	caddynats "github.com/caddyws/caddyws/broker/nats"
+	"github.com/caddyws/caddyws/integration/natstest"
 )
 
-// testServer is a real NATS server with JetStream, embedded, on a fixed
-// loopback port so that it can be stopped and started again in place.
-type testServer struct {
-	t    *testing.T
-	port int
-	dir  string
-	srv  *server.Server
-}
+// testServer is a real NATS server (natstest) that the tests stop and
+// start again in place.
+type testServer struct{ *natstest.Server }
 
-func freePort(t *testing.T) int { return brokertest.FreePort(t) }
+func startServer(t *testing.T) *testServer { return &testServer{natstest.Start(t)} }
 
-func startServer(t *testing.T) *testServer {
-	ts := &testServer{t: t, port: freePort(t), dir: t.TempDir()}
-	ts.start(t)
-	t.Cleanup(ts.stop)
-	return ts
-}
-
-func (ts *testServer) start(t *testing.T) {
-	t.Helper()
-	opts := &server.Options{Host: "127.0.0.1", Port: ts.port, JetStream: true, StoreDir: ts.dir, NoLog: true, NoSigs: true}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready in 10s")
-	}
-	ts.srv = s
-}
-
-func (ts *testServer) stop() {
-	if ts.srv != nil {
-		ts.srv.Shutdown()
-		ts.srv.WaitForShutdown()
-		ts.srv = nil
-	}
-}
-
-func (ts *testServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", ts.port) }
+func (ts *testServer) start(t *testing.T) { ts.Server.Start(t) }
+func (ts *testServer) stop()              { ts.Server.Stop() }
+func (ts *testServer) url() string        { return ts.URL() }
 
 func testConfig(ts *testServer) caddynats.Config {
 	return caddynats.Config{URL: ts.url(), ReconnectWait: 100 * time.Millisecond, Timeout: time.Second}
@@ -73,7 +41,7 @@ func TestConformance(t *testing.T) {
 			return startBroker(t, testConfig(ts), h, handler)
 		},
 		Shared: true,
-		Addr:   func() string { return fmt.Sprintf("127.0.0.1:%d", ts.port) },
+		Addr:   func() string { return fmt.Sprintf("127.0.0.1:%d", ts.Port) },
 		NewAt: func(t *testing.T, addr string, h broker.History, handler broker.Handler) broker.Broker {
 			cfg := testConfig(ts)
 			cfg.URL = "nats://" + addr

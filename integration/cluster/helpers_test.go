@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyws/caddyws/integration/natstest"
+
 	"github.com/gorilla/websocket"
-	"github.com/nats-io/nats-server/v2/server"
 	gonats "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	goredis "github.com/redis/go-redis/v9"
@@ -28,42 +29,14 @@ type brokerServer interface {
 	loseHistory(t *testing.T)
 }
 
-type natsServer struct {
-	port int
-	dir  string
-	srv  *server.Server
-}
+type natsServer struct{ *natstest.Server }
 
-func newNATS(t *testing.T) *natsServer {
-	s := &natsServer{port: freePort(t), dir: t.TempDir()}
-	s.start(t)
-	t.Cleanup(s.stop)
-	return s
-}
+func newNATS(t *testing.T) *natsServer { return &natsServer{natstest.Start(t)} }
 
-func (s *natsServer) kind() string { return "nats" }
-func (s *natsServer) url() string  { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
-
-func (s *natsServer) start(t *testing.T) {
-	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: s.port, JetStream: true, StoreDir: s.dir, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready in 10s")
-	}
-	s.srv = srv
-}
-
-func (s *natsServer) stop() {
-	if s.srv != nil {
-		s.srv.Shutdown()
-		s.srv.WaitForShutdown()
-		s.srv = nil
-	}
-}
+func (s *natsServer) kind() string       { return "nats" }
+func (s *natsServer) url() string        { return s.URL() }
+func (s *natsServer) start(t *testing.T) { s.Server.Start(t) }
+func (s *natsServer) stop()              { s.Server.Stop() }
 
 func (s *natsServer) loseHistory(t *testing.T) {
 	nc, err := gonats.Connect(s.url())
