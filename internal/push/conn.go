@@ -54,9 +54,14 @@ type Conn struct {
 	closeSent  bool
 	readerDone bool
 	closeCode  int
-	// recovering buffers live frames in pending while history is replayed.
-	recovering bool
-	pending    []item
+	// recovering buffers live frames in pending while history is replayed;
+	// pendingBytes is their part of queued.
+	recovering   bool
+	pending      []item
+	pendingBytes int
+	// room, when set, is closed when the queue shrinks or the connection
+	// starts closing: a replay waiting for room (waitRoom) goes on.
+	room chan struct{}
 }
 
 // enqueue queues a frame for the writer. It never blocks. It returns false
@@ -75,6 +80,7 @@ func (c *Conn) enqueue(it item) (ok, overflow bool) {
 	if c.recovering && it.at != 0 {
 		c.pending = append(c.pending, it)
 		c.queued += len(it.data)
+		c.pendingBytes += len(it.data)
 		return true, false
 	}
 	c.pushLocked(it)
@@ -164,10 +170,9 @@ func (c *Conn) closeWith(code int, reason string, drain bool) {
 	}
 	c.closing = true
 	c.closeCode = code
-	for i := range c.pending {
-		c.queued -= len(c.pending[i].data)
-	}
-	c.pending = nil
+	c.wakeLocked()
+	c.queued -= c.pendingBytes
+	c.pending, c.pendingBytes = nil, 0
 	if !drain {
 		// The writer may be in the middle of a batch; what it has not
 		// taken yet is dropped.
@@ -208,6 +213,7 @@ func (c *Conn) writeLoop() {
 		for i := range batch {
 			c.queued -= len(batch[i].data)
 		}
+		c.wakeLocked()
 		c.mu.Unlock()
 
 		last := false
@@ -240,10 +246,12 @@ func (c *Conn) writeLoop() {
 		if err != nil || last {
 			c.closeSent = true
 			c.closing = true
+			c.wakeLocked()
 			c.writing = false
 			clear(c.queue)
 			c.queue = nil
 			c.queued = 0
+			c.pending, c.pendingBytes = nil, 0
 			readerDone := c.readerDone
 			c.mu.Unlock()
 			if err != nil {

@@ -291,11 +291,11 @@ type hookSince struct {
 	hook func()
 }
 
-func (b hookSince) Since(ctx context.Context, s string, p broker.Position) ([]broker.Message, broker.Position, error) {
+func (b hookSince) Since(ctx context.Context, s string, p broker.Position, limit int) ([]broker.Message, broker.Position, error) {
 	if b.hook != nil {
 		b.hook()
 	}
-	return b.Broker.Since(ctx, s, p)
+	return b.Broker.Since(ctx, s, p, limit)
 }
 
 // TestRecoveryDedupDuringReplay: a message published between the live
@@ -320,7 +320,7 @@ func TestRecoveryDedupDuringReplay(t *testing.T) {
 	defer srv.Close()
 	url := "ws" + strings.TrimPrefix(srv.URL, "http")
 	tpublish(t, h, `{"event":"news","message":1}`)
-	_, pos, _ := hb.Broker.Since(context.Background(), "event:news", broker.Position{})
+	_, pos, _ := hb.Broker.Since(context.Background(), "event:news", broker.Position{}, 1)
 	tpublish(t, h, `{"event":"news","message":2}`)
 	hb.hook = func() {
 		hb.hook = nil

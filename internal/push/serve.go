@@ -254,8 +254,7 @@ func (h *Hub) connect(c *Conn, s ConnOptions, id auth.Identity, f ClientFrame) *
 		c.endRecovery(nil)
 		return ce
 	}
-	h.recover(c, f.Recover)
-	return nil
+	return h.recover(c, f.Recover)
 }
 
 func (c *Conn) mayJoin(e string) bool {
@@ -281,8 +280,7 @@ func (h *Hub) subscribe(c *Conn, s ConnOptions, events []string, rec map[string]
 		return &errClose{CloseTooManyEvents, "too many events"}
 	}
 	c.send(textFrame(ackFrame(ack, ok)))
-	h.recover(c, rec)
-	return nil
+	return h.recover(c, rec)
 }
 
 func (c *Conn) isRegistered() bool {
@@ -336,6 +334,8 @@ func reasonFor(code int) string {
 		return "max_events"
 	case CloseBadFrame, CloseUnsupportedData:
 		return "bad_frame"
+	case CloseSlow:
+		return "slow"
 	}
 	return "other"
 }
