@@ -53,12 +53,20 @@ func (h *Hub) recover(c *Conn, req map[string]Position) *errClose {
 	}
 	last := make(map[string]uint64, len(req))
 	for stream, pos := range req {
+		if c.isClosing() {
+			break // dropped or gone: the other streams would be discarded
+		}
 		if !h.mayRead(c, stream) {
 			c.send(textFrame(errorFrame("forbidden", "stream not readable: "+stream)))
 			continue
 		}
 		top, ok, ce := h.replay(c, stream, pos)
 		if ce != nil {
+			// Close before the held-back live frames are released
+			// (after a gap they would be sent as if nothing was
+			// missing), after what was replayed: the client's position
+			// gets as far as it can.
+			c.closeWith(ce.code, ce.reason, true)
 			c.endRecovery(nil)
 			return ce
 		}
