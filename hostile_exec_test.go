@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/gorilla/websocket"
 )
 
@@ -202,4 +203,51 @@ func dialQuiet(url string) (*websocket.Conn, string) {
 		return nil, err.Error()
 	}
 	return c, ""
+}
+
+func TestExecSurvivesReloadAndStopKillsTheGroup(t *testing.T) {
+	sh := needProgram(t, "sh")
+	marker := fmt.Sprintf("CADDYWS_STOP=%d", os.Getpid())
+	site := func(body string) string {
+		return `http://localhost:@HTTP@ {
+	websocket_tunnel /sh {
+		exec ` + sh + ` -c "trap '' INT HUP; sleep 60 & while read l; do echo \"$l\"; done" {
+			env ` + strings.Replace(marker, "=", " ", 1) + `
+			kill_grace 300ms
+			allow_anonymous
+		}
+	}
+	respond "` + body + `"
+}`
+	}
+	tc := startTunnelCaddy(t, site("one"))
+	c := mustTunnel(t, tc.WSURL("/sh"), nil)
+	roundTrip := func(l string) {
+		t.Helper()
+		_ = c.WriteMessage(websocket.TextMessage, []byte(l))
+		if got := readText(t, c); got != l {
+			t.Fatalf("got %q, want %q", got, l)
+		}
+	}
+	roundTrip("before reload")
+	tc.Reload(site("two"))
+	roundTrip("after reload")
+	stopped := make(chan struct{})
+	go func() {
+		_ = caddy.Stop()
+		close(stopped)
+	}()
+	expectTunnelClose(t, c, 1001, 5*time.Second)
+	<-stopped
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		live, zombies := markedProcesses(marker)
+		if len(live)+len(zombies) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after stop: processes %v, zombies %v", live, zombies)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
