@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "comma-separated peers (caddyws,websocketd)")
 	runs := fs.Int("runs", 3, "runs; the table shows medians")
 	jsonOut := fs.String("json", "", "also write every run's figures to this file")
+	profDir := fs.String("profile", "", "save a CPU profile of Caddy (its admin /debug/pprof) during each of its cells of the first run into this folder")
 	cfg := config{}
 	fs.DurationVar(&cfg.dur, "dur", 2*time.Second, "duration of each cell")
 	fs.IntVar(&cfg.par, "par", 4, "concurrent clients in the sessions cell")
@@ -111,10 +113,20 @@ func run(ctx context.Context, args []string) error {
 	for r := 1; r <= *runs; r++ {
 		fmt.Fprintf(os.Stderr, "run %d/%d\n", r, *runs)
 		// Cell by cell, every peer in turn: outside load falls on both alike.
-		for _, c := range cells {
+		for i, c := range cells {
 			for _, p := range peers {
 				out := map[string]float64{}
-				if err := c(ctx, p, cfg, out); err != nil {
+				var prof <-chan error
+				if *profDir != "" && r == 1 && p.admin != "" {
+					prof = profileCaddy(p.admin, filepath.Join(*profDir, fmt.Sprintf("cell%d.pprof", i)), cfg.dur)
+				}
+				err := c(ctx, p, cfg, out)
+				if prof != nil {
+					if perr := <-prof; perr != nil {
+						fmt.Fprintln(os.Stderr, "  profile:", perr)
+					}
+				}
+				if err != nil {
 					return fmt.Errorf("%s: %w", p.name, err)
 				}
 				if res[p.name] == nil {

@@ -4,8 +4,11 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +25,9 @@ type peer struct {
 	// session runs `echo ready; exec cat` (lines); lines and binary run cat.
 	session, lines, binary string
 	// pids are the server processes measured for memory (not the programs).
-	pids  []int
+	pids []int
+	// admin is Caddy's admin address (its /debug/pprof); "" for websocketd.
+	admin string
 	procs []*exec.Cmd
 }
 
@@ -125,7 +130,7 @@ func startCaddy(dir, bin, tmpl string) (*peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &peer{name: "caddyws", pids: []int{cmd.Process.Pid}, procs: []*exec.Cmd{cmd}}
+	p := &peer{name: "caddyws", pids: []int{cmd.Process.Pid}, procs: []*exec.Cmd{cmd}, admin: fmt.Sprintf("127.0.0.1:%d", admin)}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if err := waitListening(addr, 30*time.Second); err != nil {
 		p.stop()
@@ -204,4 +209,36 @@ func (p *peer) rss() int64 {
 		f.Close()
 	}
 	return total
+}
+
+// profileCaddy saves a CPU profile of Caddy over d into path, in the
+// background; the channel reports the outcome.
+func profileCaddy(admin, path string, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		secs := max(1, int(d.Round(time.Second)/time.Second))
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs)
+		resp, err := (&http.Client{Timeout: d + 30*time.Second}).Get(url)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			done <- fmt.Errorf("%s: %s", url, resp.Status)
+			return
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			done <- err
+			return
+		}
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		_, err = io.Copy(f, resp.Body)
+		done <- errors.Join(err, f.Close())
+	}()
+	return done
 }
