@@ -36,13 +36,24 @@ func closeConn(c *websocket.Conn) {
 	_ = c.Close()
 }
 
+// sessionResult is what the sessions cell measured.
+type sessionResult struct {
+	rate  float64 // sessions per second
+	count int64
+	// Medians, in ms: dial to the upgrade's 101, and from there to the
+	// program's first line (program start included when the server starts
+	// it after the upgrade).
+	connectMs, firstMs float64
+}
+
 // sessions runs par clients for dur, each one session after another:
-// connect, wait for the program's first line, close. It returns sessions
-// per second.
-func sessions(ctx context.Context, url string, par int, dur time.Duration) (float64, int64, error) {
+// connect, wait for the program's first line, close.
+func sessions(ctx context.Context, url string, par int, dur time.Duration) (sessionResult, error) {
 	end := time.Now().Add(dur)
 	var n atomic.Int64
 	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var connects, firsts []float64
 	errc := make(chan error, par)
 	start := time.Now()
 	for range par {
@@ -50,30 +61,38 @@ func sessions(ctx context.Context, url string, par int, dur time.Duration) (floa
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && time.Now().Before(end) {
+				t0 := time.Now()
 				c, err := dial(ctx, url)
 				if err != nil {
 					errc <- fmt.Errorf("dial: %w", err)
 					return
 				}
+				t1 := time.Now()
 				_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 				_, msg, err := c.ReadMessage()
+				t2 := time.Now()
 				closeConn(c)
 				if err != nil || string(msg) != "ready" {
 					errc <- fmt.Errorf("first line %q: %v", msg, err)
 					return
 				}
 				n.Add(1)
+				mu.Lock()
+				connects = append(connects, float64(t1.Sub(t0).Microseconds())/1e3)
+				firsts = append(firsts, float64(t2.Sub(t1).Microseconds())/1e3)
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	el := time.Since(start)
+	r := sessionResult{count: n.Load(), rate: float64(n.Load()) / time.Since(start).Seconds(),
+		connectMs: median(connects), firstMs: median(firsts)}
 	select {
 	case err := <-errc:
-		return 0, n.Load(), err
+		return r, err
 	default:
 	}
-	return float64(n.Load()) / el.Seconds(), n.Load(), nil
+	return r, nil
 }
 
 // roundTrips sends one message of size bytes at a time through cat and

@@ -157,8 +157,8 @@ type cellFunc func(ctx context.Context, p *peer, cfg config, out map[string]floa
 
 var cells = []cellFunc{
 	func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
-		rate, _, err := sessions(ctx, p.session, cfg.par, cfg.dur)
-		out["sessions"] = rate
+		r, err := sessions(ctx, p.session, cfg.par, cfg.dur)
+		out["sessions"], out["sess_connect_ms"], out["sess_first_ms"] = r.rate, r.connectMs, r.firstMs
 		return err
 	},
 	rttCell("lines", websocket.TextMessage, 64),

@@ -22,6 +22,8 @@ type metric struct {
 
 var metrics = []metric{
 	{"sessions", "sessions/s (connect, program start, first line, close), 4 at a time", true, 1.5},
+	{"sess_connect_ms", "… of a session: connect to the 101, median, ms", false, 0},
+	{"sess_first_ms", "… of a session: 101 to the program's first line, median, ms", false, 0},
 	{"rtt50_lines", "echo RTT p50 through cat, lines, 64 B, µs", false, 0.8},
 	{"rtt99_lines", "echo RTT p99 through cat, lines, 64 B, µs", false, 0.8},
 	{"rtt50_binary", "echo RTT p50 through cat, binary, 64 B, µs", false, 0.8},

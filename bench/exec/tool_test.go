@@ -48,9 +48,9 @@ func startEchoServer(t *testing.T, corrupt bool) string {
 func TestCellsMeasureAnEchoServer(t *testing.T) {
 	base := startEchoServer(t, false)
 	ctx := context.Background()
-	rate, n, err := sessions(ctx, base+"/session", 2, 300*time.Millisecond)
-	if err != nil || n == 0 || rate <= 0 {
-		t.Fatalf("sessions: %v sessions, %v/s, %v", n, rate, err)
+	r, err := sessions(ctx, base+"/session", 2, 300*time.Millisecond)
+	if err != nil || r.count == 0 || r.rate <= 0 || r.connectMs <= 0 {
+		t.Fatalf("sessions: %+v, %v", r, err)
 	}
 	p50, p99, count, err := roundTrips(ctx, base+"/lines", websocket.TextMessage, 64, 200*time.Millisecond)
 	if err != nil || count < 10 || p50 <= 0 || p99 < p50 {
