@@ -10,12 +10,12 @@
 # authentication only (see docs/exec.md).
 
 menu() {
-	printf '\r\n\033[1mcaddyws demo terminal\033[0m (a menu, not a shell)\r\n'
-	printf '  1) date and time\r\n'
-	printf '  2) system info (uptime, load)\r\n'
-	printf '  3) echo what you type\r\n'
-	printf '  4) terminal size (stty size)\r\n'
-	printf '  q) quit\r\n'
+	printf '\n\033[1mcaddyws demo terminal\033[0m (a menu, not a shell)\n'
+	printf '  1) date and time\n'
+	printf '  2) system info (uptime, load)\n'
+	printf '  3) echo what you type\n'
+	printf '  4) terminal size (stty size)\n'
+	printf '  q) quit\n'
 }
 
 menu
