@@ -3,9 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	osexec "os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +11,6 @@ import (
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-
-	"github.com/caddyws/caddyws/internal/testcaddy"
 )
 
 // terminalDescribe is the page state shown when a wait fails.
@@ -79,7 +74,6 @@ func terminalShowsLine(line string) string {
 // 42 from the rendered terminal, then resizes the page and checks that
 // `stty size` in the shell prints the terminal's new size.
 func TestXtermThroughExecPTYRunsARealShell(t *testing.T) {
-	skipWithoutExec(t)
 	b := newBrowser(t)
 	cp := startCaddy(t, `
 https://localhost:@HTTPS@ {
@@ -142,7 +136,6 @@ https://localhost:@HTTPS@ {
 // itself) and checks that its terminal runs examples/demo/terminal.sh: the
 // menu answers, and shell syntax typed into it is printed back, never run.
 func TestDemoTerminalIsAMenuNotAShell(t *testing.T) {
-	skipWithoutExec(t)
 	b := newBrowser(t)
 	cp, _ := startDemo(t)
 	if err := b.run(30*time.Second, navigate(cp.URL("/"))); err != nil {
@@ -173,27 +166,6 @@ func TestDemoTerminalIsAMenuNotAShell(t *testing.T) {
 	b.poll(10*time.Second, `demoTerminal.closeCode === 1000 && demoTerminal.closeReason === 'exit status 0'`, terminalDescribe)
 	if lines, _ := eval[[]string](b, 5*time.Second, `demoTerminal.lines()`); !strings.Contains(strings.Join(lines, "\n"), "bye") {
 		t.Errorf("no goodbye from the menu: %q", lines)
-	}
-}
-
-// skipWithoutExec skips, loudly, when the Caddy under test is a build
-// without websocket_tunnel's exec upstream.
-func skipWithoutExec(t *testing.T) {
-	t.Helper()
-	bin, err := testcaddy.Binary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(cfg, []byte("http://127.0.0.1:1 {\n\twebsocket_tunnel /x {\n\t\texec /bin/true {\n\t\t\tallow_anonymous\n\t\t}\n\t}\n}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := osexec.Command(bin, "adapt", "--config", cfg, "--adapter", "caddyfile").CombinedOutput()
-	if err != nil && strings.Contains(string(out), "unknown websocket_tunnel option") {
-		t.Skip("SKIPPED LOUDLY: this build of caddyws has no exec upstream")
-	}
-	if err != nil {
-		t.Fatalf("caddy adapt of an exec route: %v\n%s", err, out)
 	}
 }
 

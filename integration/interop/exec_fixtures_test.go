@@ -72,10 +72,6 @@ func execPeers(t *testing.T) []*execPeer {
 func startExecPeers() error {
 	script := linesScript()
 	ours, err := startExecCaddy(script)
-	if err != nil && strings.Contains(err.Error(), `unknown websocket_tunnel option \"exec\"`) {
-		// A build without the exec upstream: the caddyws half cannot run.
-		ours, err = &execPeer{name: "caddyws", missing: "this build of caddyws has no exec upstream"}, nil
-	}
 	if err != nil {
 		return err
 	}
