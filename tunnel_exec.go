@@ -3,8 +3,10 @@ package caddyws
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,7 +37,7 @@ type ExecUpstream struct {
 	// hold request placeholders ({http.auth.user.id},
 	// {http.request.uri.path.1}), replaced per connection, which the
 	// program must treat as untrusted input. Default: none.
-	Env [][2]string `json:"env,omitempty"`
+	Env map[string]string `json:"env,omitempty"`
 
 	// PassHeader lists the request headers passed as HTTP_<NAME>
 	// (X-Forwarded-User -> HTTP_X_FORWARDED_USER). Default: none.
@@ -113,9 +115,9 @@ func (e *ExecUpstream) provision() error {
 	if e.MaxLine == 0 {
 		e.MaxLine = tunnel.DefaultMaxLine
 	}
-	for _, kv := range e.Env {
-		if kv[0] == "" || strings.ContainsAny(kv[0], "=\x00") {
-			return fmt.Errorf("exec: env name %q: must be non-empty without '=' or NUL", kv[0])
+	for name := range e.Env {
+		if name == "" || strings.ContainsAny(name, "=\x00") {
+			return fmt.Errorf("exec: env name %q: must be non-empty without '=' or NUL", name)
 		}
 	}
 	var err error
@@ -176,9 +178,9 @@ func (t *Tunnel) serveExec(w http.ResponseWriter, r *http.Request) error {
 	unregister := sessions.add(s, t)
 	defer unregister()
 
-	env := make([][2]string, len(e.Env))
-	for i, kv := range e.Env {
-		env[i] = [2]string{kv[0], repl.ReplaceAll(kv[1], "")}
+	env := make([][2]string, 0, len(e.Env))
+	for _, name := range slices.Sorted(maps.Keys(e.Env)) {
+		env = append(env, [2]string{name, repl.ReplaceAll(e.Env[name], "")})
 	}
 	cfg := exec.Config{
 		Command:     e.Command,

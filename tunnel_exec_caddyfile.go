@@ -69,7 +69,13 @@ func unmarshalExec(d *caddyfile.Dispenser) (*ExecUpstream, error) {
 			if strings.ContainsAny(args[0], "={}\x00") {
 				return nil, d.Errf("exec: env name %q: no '=', placeholder or NUL allowed", args[0])
 			}
-			e.Env = append(e.Env, [2]string{args[0], args[1]})
+			if _, dup := e.Env[args[0]]; dup {
+				return nil, d.Errf("exec: env %s given twice", args[0])
+			}
+			if e.Env == nil {
+				e.Env = map[string]string{}
+			}
+			e.Env[args[0]] = args[1]
 		case "pass_header":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
