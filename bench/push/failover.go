@@ -40,6 +40,7 @@ type failoverPublish struct {
 	sent, done time.Time
 	status     int // 0: transport error
 	user, id   string
+	answer     string // the start of a failure's answer
 }
 
 type failoverResult struct {
@@ -48,7 +49,8 @@ type failoverResult struct {
 	Rate                         float64
 	Publishes                    int
 	Status                       map[string]int
-	KillToOKms                   float64 `json:",omitempty"` // Redis: kill to cluster_state:ok
+	FirstFailure                 map[string]string // per status, the first failure's answer
+	KillToOKms                   float64           `json:",omitempty"` // Redis: kill to cluster_state:ok
 	KillToSteadyMs, OKToSteadyMs float64
 	MaxPublishMs                 float64
 	Accepted, Lost               int
@@ -56,7 +58,7 @@ type failoverResult struct {
 }
 
 func runFailover(ctx context.Context, c config) error {
-	r := failoverResult{Label: c.label, Users: c.plan.users, Rate: c.plan.rate, Status: map[string]int{}, Load1: loadAvg()}
+	r := failoverResult{Label: c.label, Users: c.plan.users, Rate: c.plan.rate, Status: map[string]int{}, FirstFailure: map[string]string{}, Load1: loadAvg()}
 	if c.plan.rate <= 0 || *killPid == 0 {
 		return fmt.Errorf("failover mode needs -rate > 0 and -kill-pid")
 	}
@@ -121,7 +123,7 @@ func runFailover(ctx context.Context, c config) error {
 		wg.Go(func() {
 			body := fmt.Sprintf(`{"id":%q,"userId":%q,"message":%d}`, p.id, p.user, j)
 			p.sent = time.Now()
-			p.status = postStatus(ctx, client, c.plan.url, c.plan.key, body)
+			p.status, p.answer = postStatus(ctx, client, c.plan.url, c.plan.key, body)
 			p.done = time.Now()
 		})
 	}
@@ -159,10 +161,13 @@ func runFailover(ctx context.Context, c config) error {
 	for _, p := range pubs {
 		lat := p.done.Sub(p.sent)
 		r.MaxPublishMs = max(r.MaxPublishMs, ms(lat))
+		k := fmt.Sprint(p.status)
 		if p.status == 0 {
-			r.Status["error"]++
-		} else {
-			r.Status[fmt.Sprint(p.status)]++
+			k = "error"
+		}
+		r.Status[k]++
+		if _, ok := r.FirstFailure[k]; !ok && p.status/100 != 2 {
+			r.FirstFailure[k] = p.answer
 		}
 		if p.done.After(killAt) && (p.status/100 != 2 || lat > *stallAfter) && p.done.After(steady) {
 			steady = p.done
@@ -179,7 +184,7 @@ func runFailover(ctx context.Context, c config) error {
 	if r.KillToOKms > 0 {
 		fmt.Printf(" (kill->cluster_state:ok %.0fms, ok->steady %.0fms)", r.KillToOKms, r.OKToSteadyMs)
 	}
-	fmt.Printf(" | max publish %.0fms | accepted %d, lost %d | load1 %.2f\n", r.MaxPublishMs, r.Accepted, r.Lost, r.Load1)
+	fmt.Printf(" | max publish %.0fms | accepted %d, lost %d | load1 %.2f | first failures %v\n", r.MaxPublishMs, r.Accepted, r.Lost, r.Load1, r.FirstFailure)
 	if c.jsonOut != "" {
 		f, err := os.OpenFile(c.jsonOut, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -214,21 +219,23 @@ func fmtStatus(m map[string]int) string {
 	return b.String()
 }
 
-// postStatus publishes body and returns the HTTP status (0: no answer).
-func postStatus(ctx context.Context, c *http.Client, url, key, body string) int {
+// postStatus publishes body and returns the HTTP status (0: no answer)
+// and the start of the answer.
+func postStatus(ctx context.Context, c *http.Client, url, key, body string) (int, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte(body)))
 	if err != nil {
-		return 0
+		return 0, err.Error()
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+key)
 	resp, err := c.Do(req)
 	if err != nil {
-		return 0
+		return 0, err.Error()
 	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, string(b)
 }
 
 // waitRedisOK polls addr until it reports cluster_state:ok again after
