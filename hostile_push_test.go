@@ -2,6 +2,7 @@ package caddyws
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -56,6 +57,9 @@ func TestPushRecoveryFloodIsBounded(t *testing.T) {
 	_ = watch.Close()
 
 	flood := dialPush(t, tc.WSURL("/ws"), nil)
+	if tcp, ok := flood.NetConn().(*net.TCPConn); ok {
+		_ = tcp.SetReadBuffer(4096) // a small window: the server's writer stalls sooner
+	}
 	sendJSON(t, flood, `{"token":"flood"}`)
 	expectType(t, flood, "connected")
 	before := heapInuse()
@@ -70,22 +74,11 @@ func TestPushRecoveryFloodIsBounded(t *testing.T) {
 	if growth > 8<<20 {
 		t.Fatalf("heap grew by %d MiB during a recovery flood, want < 8 MiB", growth>>20)
 	}
-	// Past write_timeout the server has cut the connection: reading now
-	// finds its end (a connection still open would replay all 300
-	// requests to this reader and then stay silent).
-	time.Sleep(2 * time.Second)
-	flood.SetCloseHandler(func(int, string) error { return nil })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_ = flood.SetReadDeadline(deadline)
-		if _, _, err := flood.ReadMessage(); err != nil {
-			if ne, ok := err.(interface{ Timeout() bool }); ok && ne.Timeout() {
-				t.Fatalf("the flooding connection was still open %v after it stopped reading", 3*time.Second)
-			}
-			t.Logf("flooding connection ended: %v", err)
-			return
-		}
-	}
+	// Once the socket buffers are full the writer makes no progress, and
+	// write_timeout later the server removes the connection, while the
+	// client still reads nothing (a reading client would be replayed all
+	// 300 requests). How soon the buffers fill depends on the machine.
+	waitStatsWithin(t, tc, "hostile", 0, 60*time.Second)
 }
 
 // TestPushPingFloodIsCoalesced: pings without reading cost one pending

@@ -145,7 +145,13 @@ func TestPushLimitsAndOrigins(t *testing.T) {
 // waitStats waits until the admin API reports n connections on hub.
 func waitStats(t *testing.T, tc *testCaddy, hub string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitStatsWithin(t, tc, hub, n, 5*time.Second)
+}
+
+// waitStatsWithin is waitStats with its own deadline.
+func waitStatsWithin(t *testing.T, tc *testCaddy, hub string, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		st, b := tc.Admin("GET", "/websocket_push/stats?hub="+hub, nil)
 		var s []struct{ Connections int }
