@@ -13,6 +13,8 @@
 #   TRANSPORTS="ws sse sse-h2" CELLS=n10k-user-500 bench/run-push.sh
 #                                      # subscribers over WebSocket, SSE on HTTP/1.1, SSE on h2c
 #   FLOOR=0 bench/run-push.sh          # skip the floor measurement
+#   CADDY_BIN=/path/to/caddy bench/run-push.sh   # a prebuilt cmd/caddy
+#   PPROF=/tmp/prof bench/run-push.sh  # save a server CPU profile of each run's publish phase there
 #
 # Each cell runs against websocket_push in Caddy ("caddy") and against the
 # tool's built-in reference server ("ref": the straightforward gorilla
@@ -65,7 +67,11 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building cmd/caddy and the load tool..." >&2
-go build -o "$out/caddy" ./cmd/caddy
+if [[ -n ${CADDY_BIN:-} ]]; then
+	cp "$CADDY_BIN" "$out/caddy"
+else
+	go build -o "$out/caddy" ./cmd/caddy
+fi
 go build -o "$out/push-bench" ./bench/push
 go build -o "$out/floor" ./bench/floor
 
@@ -167,6 +173,10 @@ for run in $(seq 1 "$RUNS"); do
 					start_caddy
 					target=(-ws "ws://127.0.0.1:$HTTP_PORT/ws" -push "http://127.0.0.1:$HTTP_PORT/push"
 						-admin "http://127.0.0.1:$ADMIN_PORT" -pid "$CADDY_PID" -label "$label")
+					if [[ -n ${PPROF:-} ]]; then
+						mkdir -p "$PPROF"
+						target+=(-server-profile "$PPROF/${label// /-}-run$run.pprof")
+					fi
 					;;
 				ref)
 					start_ref

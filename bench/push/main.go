@@ -31,9 +31,10 @@ import (
 type config struct {
 	ws, admin, secret, label, jsonOut string
 	cpuProfile, transport             string
+	serverProfile                     string
 	floorUs                           float64
 	pid, conns, srcIPs, dialPar       int
-	h2Conns                           int
+	h2Streams                         int
 	idle, timeout, drain              time.Duration
 	plan                              publishPlan
 }
@@ -42,7 +43,7 @@ func main() {
 	var c config
 	flag.StringVar(&c.ws, "ws", "ws://127.0.0.1:18080/ws", "subscribe URL (loopback); SSE streams use it with http(s)")
 	flag.StringVar(&c.transport, "transport", transportWS, "subscribers' transport: ws | sse (HTTP/1.1, a connection per stream) | sse-h2 (streams multiplexed over HTTP/2: h2c on ws://, h2 on wss://)")
-	flag.IntVar(&c.h2Conns, "h2-conns", 50, "HTTP/2 connections the sse-h2 streams share")
+	flag.IntVar(&c.h2Streams, "h2-streams", 10, "sse-h2: SSE streams per HTTP/2 connection (a browser puts all its tabs' streams to one origin on one connection)")
 	flag.Float64Var(&c.floorUs, "floor-us", 0, "CPU µs of one small loopback write (bench/floor), measured in the same run: reported as the ratio of the server's CPU per delivery to it")
 	flag.StringVar(&c.plan.url, "push", "http://127.0.0.1:18080/push", "publish URL (loopback)")
 	flag.StringVar(&c.plan.key, "key", os.Getenv("PUSH_KEY"), "publish bearer key (default $PUSH_KEY)")
@@ -67,6 +68,7 @@ func main() {
 	flag.StringVar(&c.label, "label", "", "label of this run in the output")
 	flag.StringVar(&c.jsonOut, "json", "", "append the result as one JSON line to this file")
 	cpuProfile := flag.String("cpuprofile", "", "write the tool's own CPU profile of the publish phase to this file")
+	flag.StringVar(&c.serverProfile, "server-profile", "", "write the server's CPU profile of the publish phase (through -admin's /debug/pprof) to this file")
 	refAddr := flag.String("serve-reference", "", "run the reference gorilla push server on this loopback address until -timeout, instead of a load")
 	report := flag.String("report", "", "print a markdown table (medians per label) of the JSON lines in this file, and exit")
 	flag.Parse()
@@ -146,7 +148,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	}
 	logf("connecting %d %s subscribers (%d users x %d events, from %d source addresses)...", c.conns, c.transport, c.plan.users, c.plan.events, c.srcIPs)
 	start := time.Now()
-	f, err := dialAll(ctx, c.ws, c.transport, c.conns, c.plan.users, c.plan.events, c.srcIPs, c.h2Conns, c.dialPar, []byte(c.secret))
+	f, err := dialAll(ctx, c.ws, c.transport, c.conns, c.plan.users, c.plan.events, c.srcIPs, c.h2Streams, c.dialPar, []byte(c.secret))
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +187,10 @@ func run(ctx context.Context, c config) (*result, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var profDone <-chan error
+	if c.serverProfile != "" && c.admin != "" {
+		profDone = serverProfile(ctx, c.admin, c.serverProfile, c.plan.expectedDuration())
+	}
 	srvCPU0, _ := procCPU(c.pid)
 	toolCPU0 := selfCPU()
 	pr := runPublishers(ctx, &c.plan)
@@ -197,6 +203,13 @@ func run(ctx context.Context, c config) (*result, error) {
 	}
 	srvCPU1, _ := procCPU(c.pid)
 	toolCPU1 := selfCPU()
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			logf("server profile: %v", err)
+		} else {
+			logf("server CPU profile of the publish phase: %s", c.serverProfile)
+		}
+	}
 
 	r.Publishes, r.Failed, r.ServerDelivered = pr.sent, pr.failed, pr.delivered
 	if pr.firstErr != nil {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -63,11 +64,11 @@ func tokenFor(user string, secret []byte) (string, error) {
 // dialAll opens n subscribers with at most par dials in flight, spreading
 // the source addresses over srcIPs loopback addresses (127.0.0.1 ...) so
 // 10 000+ connections do not exhaust one address's ephemeral ports.
-func dialAll(ctx context.Context, url, transport string, n, users, events, srcIPs, h2Conns, par int, secret []byte) (*fleet, error) {
+func dialAll(ctx context.Context, url, transport string, n, users, events, srcIPs, h2Streams, par int, secret []byte) (*fleet, error) {
 	f := &fleet{subs: make([]*subscriber, n), closes: map[string]int{}}
 	var sse *sseClients
 	if transport != transportWS {
-		sse = newSSEClients(transport, srcIPs, h2Conns)
+		sse = newSSEClients(transport, srcIPs, (n+h2Streams-1)/max(1, h2Streams))
 	}
 	dialers := make([]*websocket.Dialer, srcIPs)
 	for k := range dialers {
@@ -166,6 +167,8 @@ func (f *fleet) dialOne(ctx context.Context, d *websocket.Dialer, url string, i,
 
 var stampKey = []byte(`{"t":`)
 
+var digits = regexp.MustCompile(`[0-9]+`)
+
 // read counts deliveries and records publish-to-receive latency from the
 // stamp the publisher put first in the payload, {"t":<unix ns>,...}. It
 // reads each frame into one reused buffer and scans bytes rather than
@@ -231,6 +234,12 @@ func (f *fleet) noteClose(err error) {
 		key = err.Error()
 	} else if errors.Is(err, net.ErrClosed) {
 		key = "closed by the tool"
+	} else if errors.Is(err, io.EOF) {
+		key = "end of stream without a close"
+	} else if err != nil {
+		// Stream resets and the like, with ids and addresses left out so
+		// that the same cause counts under one key.
+		key = "read error: " + digits.ReplaceAllString(err.Error(), "N")
 	}
 	f.closesMu.Lock()
 	f.closes[key]++
