@@ -349,6 +349,22 @@ test('auto: a WebSocket that cannot be opened falls back to SSE at once and says
   assert.equal(es().query().get('last_event_id'), 'S1');
 });
 
+test('auto: a WebSocket that opens and is then refused (4001) does not fall back', async () => {
+  const { c, ws, timers } = autoClient({ token: 'static' });
+  const fallbacks = [];
+  const disc = [];
+  c.on('fallback', (f) => fallbacks.push(f));
+  c.on('disconnected', (code, reason, i) => disc.push([code, i.willReconnect]));
+  c.connect();
+  await tick();
+  ws().open(); // the handshake went through: WebSockets work here
+  ws().drop(4001, 'unauthorized');
+  assert.deepEqual(fallbacks, []);
+  assert.deepEqual(disc, [[4001, false]]);
+  assert.equal(FakeEventSource.all.length, 0);
+  assert.equal(timers.pending.length, 0);
+});
+
 test('auto: a WebSocket handshake that hangs falls back after connectTimeout', async () => {
   const { c, ws, timers } = autoClient({ connectTimeout: 300 });
   const fallbacks = [];

@@ -340,19 +340,24 @@ export class PushClient {
     }
   }
 
-  // _attempt returns the bookkeeping both transports share for one connection attempt:
+  // _attemptOf returns the bookkeeping both transports share for one connection attempt:
   // the connect timeout, the 'connected' handling and the single end of the attempt.
   _attemptOf(gen, kind, abort) {
-    const a = { kind, connected: false, asked: [], ended: false };
+    const a = { kind, connected: false, wasOpen: false, asked: [], ended: false };
     a.live = () => gen === this._generation && !a.ended;
+    // opened: the handshake (WebSocket) or the response (SSE) went through,
+    // so this transport works on this network whatever the server says next.
     a.opened = () => {
       if (a.timer !== null) this._clearTimeout(a.timer);
       a.timer = null;
+      a.wasOpen = true;
+      this._opened = true;
     };
     a.end = (code, reason) => {
       if (!a.live()) return;
       a.ended = true;
-      a.opened();
+      if (a.timer !== null) this._clearTimeout(a.timer);
+      a.timer = null;
       this._conn = null;
       if (this._stopped) return;
       this._ended(a, code, reason);
@@ -367,7 +372,6 @@ export class PushClient {
       : null;
     a.connectedFrame = (f) => {
       a.connected = true;
-      this._opened = true;
       this.state = 'open';
       this._attempt = 0;
       this._unauthorizedInARow = 0;
@@ -506,7 +510,7 @@ export class PushClient {
     } else if (a.connected) {
       this._unauthorizedInARow = 0;
     }
-    if (this._mode === 'auto' && !this._opened && !a.connected && this._ES) {
+    if (this._mode === 'auto' && !this._opened && !a.wasOpen && this._ES) {
       if (a.kind === 'websocket') {
         // No WebSocket yet through this network: try SSE at once.
         this.transport = 'sse';
