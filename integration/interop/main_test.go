@@ -4,8 +4,8 @@
 // clients: gorilla/websocket and Node's `ws` from npm, which none of us
 // wrote. Same bytes in, same bytes out, on both peers.
 //
-// Needs websockify (apt-get install websockify) and node with npm; each
-// missing one skips its tests with a loud message. .ci/run installs both.
+// Needs websockify (apt-get install websockify), curl and node with npm; each
+// missing one skips its tests with a loud message. .ci/run installs them.
 // CADDYWS_CADDY=/path/to/caddy uses a prebuilt binary instead of building.
 package interop
 
