@@ -37,7 +37,7 @@ func serveTestHub(tb testing.TB, opts Options, co ConnOptions) (*Hub, string) {
 	}
 	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferPool: &sync.Pool{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(); err != nil {
+		if err := h.Reserve(TransportWebSocket); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -206,7 +206,7 @@ func TestIdentityExpiryAndAuthErrors(t *testing.T) {
 	defer h.Close()
 	up := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = h.Reserve()
+		_ = h.Reserve(TransportWebSocket)
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			h.Release()
@@ -309,7 +309,7 @@ func TestRecoveryDedupDuringReplay(t *testing.T) {
 	}
 	defer h.Close()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = h.Reserve()
+		_ = h.Reserve(TransportWebSocket)
 		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			h.Release()

@@ -59,7 +59,7 @@ func (h *Hub) recover(c *Conn, req map[string]Position) {
 	last := make(map[string]uint64, len(req))
 	for stream, pos := range req {
 		if !h.mayRead(c, stream) {
-			c.send(textFrame(errorFrame("forbidden", "stream not readable: "+stream)))
+			c.send("error", errorFrame("forbidden", "stream not readable: "+stream))
 			continue
 		}
 		ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
@@ -72,10 +72,12 @@ func (h *Hub) recover(c *Conn, req map[string]Position) {
 		if !ok {
 			// Nothing is replayed, so every held-back live frame is new
 			// to the client: none is skipped.
-			c.send(textFrame(recoveredFrame(stream, false, cur)))
+			c.sendAt("recovered", recoveredFrame(stream, false, cur), stream, cur)
 			continue
 		}
-		c.send(textFrame(recoveredFrame(stream, true, cur)))
+		if _, quiet := c.quiet[stream]; !quiet {
+			c.send("recovered", recoveredFrame(stream, true, cur))
+		}
 		top := pos.Offset
 		for _, m := range msgs {
 			if c.isClosing() {
@@ -91,7 +93,7 @@ func (h *Hub) recover(c *Conn, req map[string]Position) {
 				top = m.Position.Offset
 			}
 			if h.matches(c, stream, &env) {
-				c.send(textFrame(messageFrame(&env, stream, m.Position, true)))
+				c.sendReplay(&env, stream, m.Position)
 			}
 		}
 		if cur.Offset > top {
