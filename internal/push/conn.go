@@ -64,9 +64,14 @@ type Conn struct {
 	closeSent  bool
 	readerDone bool
 	closeCode  int
-	// recovering buffers live frames in pending while history is replayed.
-	recovering bool
-	pending    []item
+	// recovering buffers live frames in pending while history is replayed;
+	// pendingBytes is their part of queued.
+	recovering   bool
+	pending      []item
+	pendingBytes int
+	// room, when set, is closed when the queue shrinks or the connection
+	// starts closing: a replay waiting for room (waitRoom) goes on.
+	room chan struct{}
 }
 
 // enqueue queues a frame for the writer. It never blocks. It returns false
@@ -85,6 +90,7 @@ func (c *Conn) enqueue(it item) (ok, overflow bool) {
 	if c.recovering && it.at != 0 {
 		c.pending = append(c.pending, it)
 		c.queued += len(it.data)
+		c.pendingBytes += len(it.data)
 		return true, false
 	}
 	c.pushLocked(it)
@@ -120,12 +126,6 @@ func (c *Conn) send(typ string, payload []byte) { c.sendItem(item{data: c.tr.con
 // (a recovered:false frame).
 func (c *Conn) sendAt(typ string, payload []byte, stream string, pos Position) {
 	c.sendItem(item{data: c.tr.control(typ, payload), stream: stream, offset: pos.Offset, epoch: pos.Epoch})
-}
-
-// sendReplay queues a message from history.
-func (c *Conn) sendReplay(env *envelope, stream string, pos Position) {
-	data := encodeMessage(c.tr.kind(), messageFrame(env, stream, pos, true), env.Event)
-	c.sendItem(item{data: data, stream: stream, offset: pos.Offset, epoch: pos.Epoch})
 }
 
 // sendPong queues a pong; while one waits unsent, it only takes the latest
@@ -188,10 +188,9 @@ func (c *Conn) closeWith(code int, reason string, drain bool) {
 	}
 	c.closing = true
 	c.closeCode = code
-	for i := range c.pending {
-		c.queued -= len(c.pending[i].data)
-	}
-	c.pending = nil
+	c.wakeLocked()
+	c.queued -= c.pendingBytes
+	c.pending, c.pendingBytes = nil, 0
 	if !drain {
 		// The writer may be in the middle of a batch; what it has not
 		// taken yet is dropped.
@@ -232,6 +231,7 @@ func (c *Conn) writeLoop() {
 		for i := range batch {
 			c.queued -= len(batch[i].data)
 		}
+		c.wakeLocked()
 		c.mu.Unlock()
 
 		last := false
@@ -264,10 +264,12 @@ func (c *Conn) writeLoop() {
 		if err != nil || last {
 			c.closeSent = true
 			c.closing = true
+			c.wakeLocked()
 			c.writing = false
 			clear(c.queue)
 			c.queue = nil
 			c.queued = 0
+			c.pending, c.pendingBytes = nil, 0
 			readerDone := c.readerDone
 			c.mu.Unlock()
 			c.tr.end(err, readerDone)

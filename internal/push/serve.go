@@ -256,8 +256,7 @@ func (h *Hub) connect(c *Conn, s ConnOptions, id auth.Identity, f ClientFrame) *
 		c.endRecovery(nil)
 		return ce
 	}
-	h.recover(c, f.Recover)
-	return nil
+	return h.recover(c, f.Recover)
 }
 
 func (c *Conn) mayJoin(e string) bool {
@@ -283,8 +282,7 @@ func (h *Hub) subscribe(c *Conn, s ConnOptions, events []string, rec map[string]
 		return &errClose{CloseTooManyEvents, "too many events"}
 	}
 	c.send(ack, ackFrame(ack, ok))
-	h.recover(c, rec)
-	return nil
+	return h.recover(c, rec)
 }
 
 func (c *Conn) isRegistered() bool {
@@ -338,6 +336,8 @@ func reasonFor(code int) string {
 		return "max_events"
 	case CloseBadFrame, CloseUnsupportedData:
 		return "bad_frame"
+	case CloseSlow:
+		return "slow"
 	}
 	return "other"
 }

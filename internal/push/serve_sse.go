@@ -148,6 +148,11 @@ func (h *Hub) startSSE(c *Conn, tr *sseTransport, r *http.Request, s SSEOptions,
 	}
 	rec := h.ssePositions(r.Context(), c, tr, id.User, events, lastID)
 	if ce := h.connect(c, s.ConnOptions, *id, ClientFrame{Events: events, Recover: rec}); ce != nil {
+		if c.isRegistered() {
+			// The stream started (a replay failed): its close event
+			// says why, and the caller's wait ends it.
+			return nil
+		}
 		return refuse(ce.code, ce.reason)
 	}
 	return nil
@@ -188,7 +193,7 @@ func (h *Hub) ssePositions(ctx context.Context, c *Conn, tr *sseTransport, user 
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, cur, err := h.broker.Since(cctx, s, Position{})
+		_, cur, err := h.broker.Since(cctx, s, Position{}, 1)
 		cancel()
 		if err != nil && !errors.Is(err, broker.ErrNotRecovered) {
 			continue
