@@ -209,3 +209,33 @@ func TestSSEOperationsCountAndDropStreams(t *testing.T) {
 		t.Fatalf("metrics lack the sse drop")
 	}
 }
+
+// TestSSEThroughReverseProxyToASecondCaddy: a front Caddy proxies the
+// subscribe route (flush_interval -1) to the Caddy holding the hub; events
+// pass through one by one.
+func TestSSEThroughReverseProxyToASecondCaddy(t *testing.T) {
+	tc, back := pushCaddy(t, `http://:@EXTRA@ {
+	websocket_push /sub {
+		hub proxied
+		auth token_is_user
+	}
+	websocket_push /push {
+		hub proxied
+		publish_key k
+	}
+}
+http://localhost:@HTTP@ {
+	reverse_proxy 127.0.0.1:@EXTRA@ {
+		flush_interval -1
+	}
+}`)
+	s := sseSub{openSSE(t, nil, tc.URL("/sub?token=px"), nil)}
+	expectFrame(t, s, "connected")
+	for i := range 5 {
+		mustPublish(t, fmt.Sprintf("http://127.0.0.1:%d/push", back), "k", fmt.Sprintf(`{"userId":"px","message":%d}`, i))
+		f, err := s.next(2 * time.Second)
+		if err != nil || string(f.Message) != fmt.Sprint(i) {
+			t.Fatalf("event %d through the proxy: %+v %v", i, f, err)
+		}
+	}
+}
