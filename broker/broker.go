@@ -72,17 +72,24 @@ type Broker interface {
 	Subscribe(stream string) error
 	Unsubscribe(stream string) error
 
-	// Since returns the messages of stream published after pos, oldest first,
-	// and the stream's current position. It returns an error wrapping
-	// ErrNotRecovered when it cannot return every message after pos (history
-	// off, epoch changed, or pos older than the oldest kept message).
+	// Since returns the messages of stream published after pos, oldest
+	// first, at most limit of them (limit <= 0: all), and the stream's
+	// current position. It returns an error wrapping ErrNotRecovered when it
+	// cannot return every message after pos up to the limit (history off,
+	// epoch changed, or pos older than the oldest kept message).
+	//
+	// Paging: a reader that got limit messages continues with the position
+	// of the last one, until it has reached the current position of its
+	// first call. A continuation is checked like any position: if history
+	// was evicted past it between two pages, the next page fails with
+	// ErrNotRecovered; a page never skips a message silently.
 	//
 	// Since never creates state: for a stream the broker holds nothing for
 	// it returns the zero Position, with no error when pos is the zero
 	// Position too (nothing to recover) and ErrNotRecovered otherwise. The
 	// zero Position means "before the stream's first message" in any epoch:
 	// it recovers every message when the first one is still kept.
-	Since(ctx context.Context, stream string, pos Position) ([]Message, Position, error)
+	Since(ctx context.Context, stream string, pos Position, limit int) ([]Message, Position, error)
 
 	// Close stops delivery and releases connections.
 	Close() error

@@ -49,8 +49,8 @@ func (s *scoped) Publish(ctx context.Context, stream string, data []byte) (Posit
 func (s *scoped) Subscribe(stream string) error   { return s.b.Subscribe(s.ns + stream) }
 func (s *scoped) Unsubscribe(stream string) error { return s.b.Unsubscribe(s.ns + stream) }
 
-func (s *scoped) Since(ctx context.Context, stream string, pos Position) ([]Message, Position, error) {
-	msgs, p, err := s.b.Since(ctx, s.ns+stream, pos)
+func (s *scoped) Since(ctx context.Context, stream string, pos Position, limit int) ([]Message, Position, error) {
+	msgs, p, err := s.b.Since(ctx, s.ns+stream, pos, limit)
 	for i := range msgs {
 		msgs[i].Stream = strings.TrimPrefix(msgs[i].Stream, s.ns)
 	}

@@ -178,7 +178,7 @@ func syncInterest(t *testing.T, pub, sub *Node, stream string) {
 // order, increasing positions of one epoch) after pos.
 func checkSince(t *testing.T, b broker.Broker, stream string, pos broker.Position, want []string, wantPos []broker.Position) {
 	t.Helper()
-	msgs, cur, err := b.Since(ctxT(t, 10*time.Second), stream, pos)
+	msgs, cur, err := b.Since(ctxT(t, 10*time.Second), stream, pos, 0)
 	if err != nil {
 		t.Fatalf("Since(%q, %+v): %v", stream, pos, err)
 	}
@@ -200,7 +200,7 @@ func checkSince(t *testing.T, b broker.Broker, stream string, pos broker.Positio
 
 func wantNotRecovered(t *testing.T, b broker.Broker, stream string, pos broker.Position, why string) broker.Position {
 	t.Helper()
-	msgs, cur, err := b.Since(ctxT(t, 10*time.Second), stream, pos)
+	msgs, cur, err := b.Since(ctxT(t, 10*time.Second), stream, pos, 0)
 	if !errors.Is(err, broker.ErrNotRecovered) {
 		t.Fatalf("Since(%q, %+v) %s: err = %v with %d messages, want ErrNotRecovered", stream, pos, why, err, len(msgs))
 	}

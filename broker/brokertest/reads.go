@@ -31,11 +31,14 @@ func testReadsCreateNoState(t *testing.T, b Backend) {
 			if err := n.Subscribe(s); err != nil {
 				t.Fatal(err)
 			}
-			msgs, cur, err := n.Since(ctxT(t, 10*time.Second), s, broker.Position{})
+			msgs, cur, err := n.Since(ctxT(t, 10*time.Second), s, broker.Position{}, 0)
 			if err != nil || len(msgs) != 0 || cur != (broker.Position{}) {
 				t.Fatalf("Since(unknown stream, zero) = %d messages, %+v, %v: want nothing to recover at the zero position", len(msgs), cur, err)
 			}
-			_, cur, err = n.Since(ctxT(t, 10*time.Second), s, broker.Position{Offset: 5, Epoch: "gone"})
+			if msgs, cur, err = n.Since(ctxT(t, 10*time.Second), s, broker.Position{}, 1); err != nil || len(msgs) != 0 || cur != (broker.Position{}) {
+				t.Fatalf("Since(unknown stream, zero, page of 1) = %d messages, %+v, %v: want nothing to recover at the zero position", len(msgs), cur, err)
+			}
+			_, cur, err = n.Since(ctxT(t, 10*time.Second), s, broker.Position{Offset: 5, Epoch: "gone"}, 1)
 			if !errors.Is(err, broker.ErrNotRecovered) || cur != (broker.Position{}) {
 				t.Fatalf("Since(unknown stream, offset 5) = %+v, %v: want ErrNotRecovered at the zero position", cur, err)
 			}
@@ -50,7 +53,7 @@ func testReadsCreateNoState(t *testing.T, b Backend) {
 
 	// The first publish after reads starts the stream as usual.
 	s := uniq(t, "first")
-	if _, _, err := a.Since(ctxT(t, 10*time.Second), s, broker.Position{}); err != nil {
+	if _, _, err := a.Since(ctxT(t, 10*time.Second), s, broker.Position{}, 0); err != nil {
 		t.Fatal(err)
 	}
 	ps := publishN(t, a, s, "m", 3)
@@ -62,7 +65,7 @@ func testReadsCreateNoState(t *testing.T, b Backend) {
 	checkSince(t, a, s, ps[2], nil, nil)
 	// A client that saw nothing (the zero position it was handed) gets
 	// every message, or an honest "not recovered": never a partial list.
-	msgs, cur, err := a.Since(ctxT(t, 10*time.Second), s, broker.Position{})
+	msgs, cur, err := a.Since(ctxT(t, 10*time.Second), s, broker.Position{}, 0)
 	switch {
 	case errors.Is(err, broker.ErrNotRecovered):
 	case err != nil:

@@ -32,6 +32,8 @@ func Run(t *testing.T, b Backend) {
 	t.Run("StreamNames", func(t *testing.T) { testStreamNames(t, b) })
 	t.Run("NoEcho", func(t *testing.T) { testNoEcho(t, b) })
 	t.Run("ReadsCreateNoState", func(t *testing.T) { testReadsCreateNoState(t, b) })
+	t.Run("Paging", func(t *testing.T) { testPaging(t, b) })
+	t.Run("EvictedBetweenPages", func(t *testing.T) { testEvictedBetweenPages(t, b) })
 	if !b.Shared {
 		return
 	}
@@ -137,7 +139,7 @@ func testTTL(t *testing.T, b Backend) {
 	checkSince(t, a, s, fresh, nil, nil)
 	// ps[2] itself expired but nothing after it did: recovering is allowed
 	// only with exactly the fresh message; "not recovered" is also honest.
-	msgs, _, err := a.Since(ctxT(t, 10*time.Second), s, ps[2])
+	msgs, _, err := a.Since(ctxT(t, 10*time.Second), s, ps[2], 0)
 	if err == nil && (len(msgs) != 1 || string(msgs[0].Data) != "fresh") {
 		t.Fatalf("Since(last expired) = %s without error: want exactly the fresh message", dump(msgs))
 	}

@@ -191,12 +191,13 @@ func (b *Broker) Subscribe(string) error { return nil }
 // Unsubscribe does nothing: with one node every stream is local.
 func (b *Broker) Unsubscribe(string) error { return nil }
 
-// Since returns the stream's messages after pos and its current position.
-// It never creates state: a stream this broker holds nothing for answers
+// Since returns at most limit of the stream's messages after pos (all when
+// limit <= 0) and its current position. Offsets in a ring are consecutive,
+// so a page starts by index, not by a scan. It never creates state: a stream this broker holds nothing for answers
 // the zero position, with nothing to recover for a client that has seen
 // nothing (the zero position too) and ErrNotRecovered for any other, so a
 // client asking about streams that are never published costs no memory.
-func (b *Broker) Since(ctx context.Context, name string, pos broker.Position) ([]broker.Message, broker.Position, error) {
+func (b *Broker) Since(ctx context.Context, name string, pos broker.Position, limit int) ([]broker.Message, broker.Position, error) {
 	if b.hist.Size <= 0 {
 		return nil, broker.Position{}, fmt.Errorf("recovering %q: history is off: %w", name, broker.ErrNotRecovered)
 	}
@@ -233,12 +234,18 @@ func (b *Broker) Since(ctx context.Context, name string, pos broker.Position) ([
 	if pos.Offset+1 < oldest {
 		return nil, cur, fmt.Errorf("recovering %q: offset %d is older than the history (oldest kept %d): %w", name, pos.Offset, oldest, broker.ErrNotRecovered)
 	}
-	var out []broker.Message
-	for i := 0; i < s.ring.len(); i++ {
-		e := s.ring.at(i)
-		if e.offset > pos.Offset {
-			out = append(out, broker.Message{Stream: name, Position: broker.Position{Offset: e.offset, Epoch: s.epoch}, Data: e.data})
-		}
+	start := s.ring.len() - int(s.last-pos.Offset) // index of offset pos+1
+	n := s.ring.len() - start
+	if limit > 0 && n > limit {
+		n = limit
+	}
+	if n <= 0 {
+		return nil, cur, nil
+	}
+	out := make([]broker.Message, n)
+	for i := range out {
+		e := s.ring.at(start + i)
+		out[i] = broker.Message{Stream: name, Position: broker.Position{Offset: e.offset, Epoch: s.epoch}, Data: e.data}
 	}
 	return out, cur, nil
 }

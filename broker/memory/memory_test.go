@@ -63,7 +63,7 @@ func TestIdleStreamsAreDropped(t *testing.T) {
 	if p.Epoch == old.Epoch {
 		t.Fatalf("recreated stream reused epoch %q", p.Epoch)
 	}
-	if _, _, err := b.Since(ctx, "user:v3", old); !errors.Is(err, broker.ErrNotRecovered) {
+	if _, _, err := b.Since(ctx, "user:v3", old, 0); !errors.Is(err, broker.ErrNotRecovered) {
 		t.Fatalf("Since(position of the dropped incarnation) = %v, want ErrNotRecovered", err)
 	}
 }

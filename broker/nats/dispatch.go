@@ -115,7 +115,7 @@ func (b *Broker) deliver(node string, m broker.Message) {
 func (b *Broker) fillGap(stream string, last, seq uint64) {
 	ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.Timeout)
 	defer cancel()
-	got, _, err := b.since(ctx, stream, broker.Position{Offset: last, Epoch: b.currentEpoch()})
+	got, _, err := b.since(ctx, stream, broker.Position{Offset: last, Epoch: b.currentEpoch()}, 0)
 	if err != nil {
 		b.stats.GapsLost.Add(1)
 		b.log.Warn("messages lost between nodes: the gap could not be filled from history",

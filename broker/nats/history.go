@@ -102,9 +102,10 @@ type stored struct {
 	node string
 }
 
-// Since implements broker.Broker.
-func (b *Broker) Since(ctx context.Context, stream string, pos broker.Position) ([]broker.Message, broker.Position, error) {
-	got, cur, err := b.since(ctx, stream, pos)
+// Since implements broker.Broker. A page is read message by message (a
+// direct get of the subject's next message), so limit bounds the reads too.
+func (b *Broker) Since(ctx context.Context, stream string, pos broker.Position, limit int) ([]broker.Message, broker.Position, error) {
+	got, cur, err := b.since(ctx, stream, pos, limit)
 	if err != nil {
 		return nil, cur, err
 	}
@@ -115,7 +116,7 @@ func (b *Broker) Since(ctx context.Context, stream string, pos broker.Position) 
 	return out, cur, nil
 }
 
-func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) ([]stored, broker.Position, error) {
+func (b *Broker) since(ctx context.Context, stream string, pos broker.Position, limit int) ([]stored, broker.Position, error) {
 	if b.hist.Size <= 0 {
 		return nil, broker.Position{}, fmt.Errorf("recovering %q: history is off: %w", stream, broker.ErrNotRecovered)
 	}
@@ -180,7 +181,7 @@ func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) 
 		return nil, cur, fmt.Errorf("recovering %q: position %d is older than the history: %w", stream, pos.Offset, broker.ErrNotRecovered)
 	}
 	var out []stored
-	for seq := pos.Offset + 1; seq <= last.Sequence; {
+	for seq := pos.Offset + 1; seq <= last.Sequence && (limit <= 0 || len(out) < limit); {
 		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break
@@ -197,9 +198,10 @@ func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) 
 	}
 	// If the client's message was evicted while we read (a burst of
 	// publishes), what we read may skip evicted ones: never hand that out
-	// as complete.
+	// as complete. A full page may end before the last message.
 	again, err := st.GetMsg(ctx, pos.Offset, jetstream.WithGetMsgSubject(subj))
-	if err != nil || again.Sequence != pos.Offset || len(out) == 0 || out[len(out)-1].Position.Offset != last.Sequence {
+	full := limit > 0 && len(out) == limit
+	if err != nil || again.Sequence != pos.Offset || len(out) == 0 || (!full && out[len(out)-1].Position.Offset != last.Sequence) {
 		return nil, cur, fmt.Errorf("recovering %q: history moved while reading: %w", stream, broker.ErrNotRecovered)
 	}
 	return out, cur, nil

@@ -6,6 +6,8 @@
 // broker.EncodeName(stream), so any stream name is safe:
 //
 //	caddyws:push:{<t>}:h   the stream's history (a Redis Stream, XADD MAXLEN size, XTRIM MINID for the TTL)
+//	caddyws:push:{<t>}:i   the history's index (a sorted set, offset -> entry id), so that
+//	                       a page of history is read from its offset on, not from the start
 //	caddyws:push:{<t>}:n   the stream's offset counter (INCR: offsets are consecutive)
 //	caddyws:push:{<t>}:e   the stream's epoch, made when the counter starts; if the
 //	                       keys are lost (FLUSHALL, eviction, a new server) a new

@@ -176,7 +176,7 @@ func (b *Broker) deliver(node string, m broker.Message) {
 func (b *Broker) fillGap(stream string, last broker.Position, off uint64) {
 	ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.Timeout)
 	defer cancel()
-	got, _, err := b.since(ctx, stream, last)
+	got, _, err := b.since(ctx, stream, last, 0)
 	if err != nil {
 		b.stats.GapsLost.Add(1)
 		b.log.Warn("messages lost between nodes: the gap could not be filled from history",
@@ -215,7 +215,7 @@ func (b *Broker) catchUp() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, 2*b.cfg.Timeout)
-		got, _, err := b.since(ctx, stream, last)
+		got, _, err := b.since(ctx, stream, last, 0)
 		cancel()
 		if err != nil {
 			b.stats.GapsLost.Add(1)

@@ -88,7 +88,7 @@ func randomID() string {
 
 func (b *Broker) keys(stream string) []string {
 	base := b.cfg.Prefix + "{" + broker.EncodeName(stream) + "}:"
-	return []string{base + "h", base + "e", base + "n"}
+	return []string{base + "h", base + "e", base + "n", base + "i"}
 }
 
 func (b *Broker) channel(stream string) string {

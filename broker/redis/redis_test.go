@@ -216,7 +216,7 @@ func TestEveryKeyExpires(t *testing.T) {
 		if _, err := b.Publish(context.Background(), s, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
-		_, _, _ = b.Since(context.Background(), s, broker.Position{})
+		_, _, _ = b.Since(context.Background(), s, broker.Position{}, 0)
 		_ = b.Close()
 	}
 	c := goredis.NewClient(&goredis.Options{Addr: ts.addr()})
@@ -225,8 +225,8 @@ func TestEveryKeyExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 6 {
-		t.Fatalf("keys %v, want 3 per stream", keys)
+	if len(keys) != 8 {
+		t.Fatalf("keys %v, want 4 per stream", keys)
 	}
 	for _, k := range keys {
 		ttl, err := c.PTTL(context.Background(), k).Result()

@@ -15,10 +15,10 @@ type stored struct {
 }
 
 // Since implements broker.Broker. Offsets are consecutive, so the missed
-// messages are exactly the newest last-pos ones; recovery succeeds only if
-// all of them are still kept.
-func (b *Broker) Since(ctx context.Context, stream string, pos broker.Position) ([]broker.Message, broker.Position, error) {
-	got, cur, err := b.since(ctx, stream, pos)
+// messages are exactly offsets pos+1 to last; a page succeeds only if all of
+// its offsets are still kept.
+func (b *Broker) Since(ctx context.Context, stream string, pos broker.Position, limit int) ([]broker.Message, broker.Position, error) {
+	got, cur, err := b.since(ctx, stream, pos, limit)
 	if err != nil {
 		return nil, cur, err
 	}
@@ -29,7 +29,7 @@ func (b *Broker) Since(ctx context.Context, stream string, pos broker.Position) 
 	return out, cur, nil
 }
 
-func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) ([]stored, broker.Position, error) {
+func (b *Broker) since(ctx context.Context, stream string, pos broker.Position, limit int) ([]stored, broker.Position, error) {
 	if b.hist.Size <= 0 {
 		return nil, broker.Position{}, fmt.Errorf("recovering %q: history is off: %w", stream, broker.ErrNotRecovered)
 	}
@@ -42,7 +42,7 @@ func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) 
 	ctx, cancel := context.WithTimeout(ctx, 2*b.cfg.Timeout)
 	defer cancel()
 	res, err := sinceScript.Run(ctx, client, b.keys(stream),
-		pos.Offset, b.hist.TTL.Milliseconds(), b.hist.Size).Slice()
+		pos.Offset, b.hist.TTL.Milliseconds(), b.hist.Size, limit).Slice()
 	if err != nil {
 		b.stats.Errors.Add(1)
 		return nil, broker.Position{}, fmt.Errorf("recovering %q: %w: %w", stream, broker.ErrUnavailable, err)
@@ -68,21 +68,24 @@ func (b *Broker) since(ctx context.Context, stream string, pos broker.Position) 
 	}
 	entries, _ := res[2].([]interface{})
 	need := int(cur.Offset - pos.Offset)
+	if limit > 0 && need > limit {
+		need = limit
+	}
 	if len(entries) != need {
 		return nil, cur, fmt.Errorf("recovering %q: offset %d is older than the history (%d of %d missed messages kept): %w",
 			stream, pos.Offset, len(entries), need, broker.ErrNotRecovered)
 	}
 	out := make([]stored, need)
-	for i, e := range entries { // newest first
+	for i, e := range entries { // oldest first
 		s, err := parseEntry(e)
 		if err != nil {
 			return nil, cur, fmt.Errorf("recovering %q: %w", stream, err)
 		}
-		want := cur.Offset - uint64(i)
+		want := pos.Offset + 1 + uint64(i)
 		if s.off != want {
 			return nil, cur, fmt.Errorf("recovering %q: history has offset %d where %d belongs: %w", stream, s.off, want, broker.ErrNotRecovered)
 		}
-		out[need-1-i] = stored{
+		out[i] = stored{
 			Message: broker.Message{Stream: stream, Position: broker.Position{Offset: s.off, Epoch: epoch}, Data: []byte(s.data)},
 			node:    s.node,
 		}
@@ -95,7 +98,7 @@ type entry struct {
 	node, data string
 }
 
-// parseEntry reads one XREVRANGE entry: [id, [field, value, ...]].
+// parseEntry reads one XRANGE entry: [id, [field, value, ...]].
 func parseEntry(e interface{}) (entry, error) {
 	var out entry
 	pair, ok := e.([]interface{})

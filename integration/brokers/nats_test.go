@@ -128,7 +128,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if _, _, err := b.Since(context.Background(), "a", broker.Position{}); err == nil {
+		if _, _, err := b.Since(context.Background(), "a", broker.Position{}, 0); err == nil {
 			t.Fatal("Since from the zero position must not claim recovery")
 		}
 		if err := b.Close(); err != nil {

@@ -81,7 +81,7 @@ func FuzzClientFrames(f *testing.F) {
 					t.Fatalf("publish: %v", perr)
 				}
 				if epoch == "" {
-					if m, _, serr := h.broker.Since(context.Background(), streamAll, Position{}); serr == nil && len(m) > 0 {
+					if m, _, serr := h.broker.Since(context.Background(), streamAll, Position{}, 1); serr == nil && len(m) > 0 {
 						epoch = m[0].Position.Epoch
 					}
 				}

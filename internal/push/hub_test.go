@@ -31,13 +31,19 @@ func newTestHub(t *testing.T, opts Options) (*Hub, string) {
 // whose upgrades are served with co; it returns the hub and its ws:// URL.
 func serveTestHub(tb testing.TB, opts Options, co ConnOptions) (*Hub, string) {
 	tb.Helper()
-	h, err := New(opts, memory.New(opts.History, nil), nil, zap.NewNop())
+	return serveTestHubOn(tb, opts, co, memory.New(opts.History, nil))
+}
+
+// serveTestHubOn is serveTestHub on the broker b.
+func serveTestHubOn(tb testing.TB, opts Options, co ConnOptions, b broker.Broker) (*Hub, string) {
+	tb.Helper()
+	h, err := New(opts, b, nil, zap.NewNop())
 	if err != nil {
 		tb.Fatal(err)
 	}
 	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferPool: &sync.Pool{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(); err != nil {
+		if err := h.Reserve(TransportWebSocket); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -206,7 +212,7 @@ func TestIdentityExpiryAndAuthErrors(t *testing.T) {
 	defer h.Close()
 	up := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = h.Reserve()
+		_ = h.Reserve(TransportWebSocket)
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			h.Release()
@@ -291,11 +297,11 @@ type hookSince struct {
 	hook func()
 }
 
-func (b hookSince) Since(ctx context.Context, s string, p broker.Position) ([]broker.Message, broker.Position, error) {
+func (b hookSince) Since(ctx context.Context, s string, p broker.Position, limit int) ([]broker.Message, broker.Position, error) {
 	if b.hook != nil {
 		b.hook()
 	}
-	return b.Broker.Since(ctx, s, p)
+	return b.Broker.Since(ctx, s, p, limit)
 }
 
 // TestRecoveryDedupDuringReplay: a message published between the live
@@ -303,24 +309,10 @@ func (b hookSince) Since(ctx context.Context, s string, p broker.Position) ([]br
 func TestRecoveryDedupDuringReplay(t *testing.T) {
 	hist := broker.History{Size: 100}
 	hb := &hookSince{Broker: memory.New(hist, nil)}
-	h, err := New(Options{Name: "d", History: hist}, hb, nil, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = h.Reserve()
-		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
-		if err != nil {
-			h.Release()
-			return
-		}
-		go h.Serve(ws, ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, AuthTimeout: time.Second, VerifyTimeout: time.Second})
-	}))
-	defer srv.Close()
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	h, url := serveTestHubOn(t, Options{Name: "d", History: hist}, ConnOptions{Verifier: auth.TokenIsUser{},
+		MaxFrameSize: 4096, AuthTimeout: time.Second, VerifyTimeout: time.Second}, hb)
 	tpublish(t, h, `{"event":"news","message":1}`)
-	_, pos, _ := hb.Broker.Since(context.Background(), "event:news", broker.Position{})
+	_, pos, _ := hb.Broker.Since(context.Background(), "event:news", broker.Position{}, 1)
 	tpublish(t, h, `{"event":"news","message":2}`)
 	hb.hook = func() {
 		hb.hook = nil

@@ -1,16 +1,6 @@
 package push
 
-import (
-	"context"
-	"encoding/json"
-	"errors"
-	"strings"
-	"time"
-
-	"go.uber.org/zap"
-
-	"github.com/caddyws/caddyws/broker"
-)
+import "strings"
 
 // Recovery, per docs/push-protocol.md: the connection is subscribed live
 // first with live frames held back, the history after each position is
@@ -38,7 +28,10 @@ func (c *Conn) endRecovery(last map[string]uint64) {
 	}
 	c.recovering = false
 	pending := c.pending
-	c.pending = nil
+	// pushLocked counts what it queues: take the held-back frames out of
+	// the budget first, so that none is counted twice or, if skipped, kept.
+	c.queued -= c.pendingBytes
+	c.pending, c.pendingBytes = nil, 0
 	if c.closing {
 		return
 	}
@@ -51,55 +44,38 @@ func (c *Conn) endRecovery(last map[string]uint64) {
 }
 
 // recover replays history for each requested stream the connection may
-// read, then releases live frames.
-func (h *Hub) recover(c *Conn, req map[string]Position) {
+// read, then releases live frames. It runs on the connection's reader, so a
+// connection has one recovery in flight; it returns the close to send when
+// a replay cannot be finished (see replay).
+func (h *Hub) recover(c *Conn, req map[string]Position) *errClose {
 	if len(req) == 0 {
-		return
+		return nil
 	}
 	last := make(map[string]uint64, len(req))
 	for stream, pos := range req {
+		if c.isClosing() {
+			break // dropped or gone: the other streams would be discarded
+		}
 		if !h.mayRead(c, stream) {
-			c.send(textFrame(errorFrame("forbidden", "stream not readable: "+stream)))
+			c.send("error", errorFrame("forbidden", "stream not readable: "+stream))
 			continue
 		}
-		ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
-		msgs, cur, err := h.broker.Since(ctx, stream, pos)
-		cancel()
-		ok := err == nil
-		if err != nil && !errors.Is(err, broker.ErrNotRecovered) {
-			h.log.Warn("fetching history", zap.String("stream", stream), zap.Error(err))
+		top, ok, ce := h.replay(c, stream, pos)
+		if ce != nil {
+			// Close before the held-back live frames are released
+			// (after a gap they would be sent as if nothing was
+			// missing), after what was replayed: the client's position
+			// gets as far as it can.
+			c.closeWith(ce.code, ce.reason, true)
+			c.endRecovery(nil)
+			return ce
 		}
-		if !ok {
-			// Nothing is replayed, so every held-back live frame is new
-			// to the client: none is skipped.
-			c.send(textFrame(recoveredFrame(stream, false, cur)))
-			continue
+		if ok {
+			last[stream] = top
 		}
-		c.send(textFrame(recoveredFrame(stream, true, cur)))
-		top := pos.Offset
-		for _, m := range msgs {
-			if c.isClosing() {
-				// Dropped as a slow consumer while replaying: the rest
-				// would only be discarded.
-				break
-			}
-			var env envelope
-			if json.Unmarshal(m.Data, &env) != nil {
-				continue
-			}
-			if m.Position.Offset > top {
-				top = m.Position.Offset
-			}
-			if h.matches(c, stream, &env) {
-				c.send(textFrame(messageFrame(&env, stream, m.Position, true)))
-			}
-		}
-		if cur.Offset > top {
-			top = cur.Offset
-		}
-		last[stream] = top
 	}
 	c.endRecovery(last)
+	return nil
 }
 
 // mayRead reports whether c could have received messages of stream.

@@ -1,12 +1,16 @@
 package push
 
 import (
+	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/caddyws/caddyws/broker"
+	"github.com/caddyws/caddyws/broker/memory"
+	"github.com/caddyws/caddyws/internal/push/auth"
 )
 
 // TestOneRecoveryInFlight: two recovery requests sent back to back are
@@ -47,5 +51,45 @@ func TestOneRecoveryInFlight(t *testing.T) {
 				t.Fatalf("request %d: replay interleaved with %q: %v", r, typ, got)
 			}
 		}
+	}
+}
+
+// TestReplayEvictedBetweenPagesCloses4029: history evicted past a replay
+// between two pages (the client reads slower than the stream evicts) ends
+// the connection with 4029 after what was replayed, never with a silent
+// gap: the recovered frame already promised the whole gap.
+func TestReplayEvictedBetweenPagesCloses4029(t *testing.T) {
+	hist := broker.History{Size: 10}
+	hb := &hookSince{Broker: memory.New(hist, nil)}
+	h, url := serveTestHubOn(t, Options{Name: "e", History: hist}, ConnOptions{Verifier: auth.TokenIsUser{},
+		MaxFrameSize: 4096, AuthTimeout: time.Second, VerifyTimeout: time.Second}, hb)
+	for i := 1; i <= 10; i++ {
+		tpublish(t, h, fmt.Sprintf(`{"event":"news","message":%d}`, i))
+	}
+	calls := 0
+	hb.hook = func() {
+		if calls++; calls == 2 { // before the second page: evict it all
+			for i := 11; i <= 20; i++ {
+				tpublish(t, h, fmt.Sprintf(`{"event":"news","message":%d}`, i))
+			}
+		}
+	}
+	c := tdial(t, url, `{"type":"connect","token":"a","events":["news"],"recover":{"event:news":{"offset":0,"epoch":""}}}`)
+	if f := tread(t, c); f.Type != "connected" {
+		t.Fatalf("%+v", f)
+	}
+	if f := tread(t, c); f.Type != "recovered" || !f.Recovered || f.Offset != 10 {
+		t.Fatalf("%+v, want recovered at offset 10", f)
+	}
+	for i := 1; i <= firstReplayPage; i++ {
+		if f := tread(t, c); f.Type != "message" || string(f.Message) != fmt.Sprint(i) {
+			t.Fatalf("replayed %+v, want message %d", f, i)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, b, err := c.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != CloseSlow || ce.Text != "history evicted during the replay" {
+		t.Fatalf("after the first page got %s, %v: want close 4029 \"history evicted during the replay\"", b, err)
 	}
 }
