@@ -33,6 +33,17 @@ func TestPushBrowserRecoversEveryMessageOnce(t *testing.T) {
 		`[["connected","alice"],["disconnected",4004,true],["connected","alice"],["recovered","user:alice"]]`)
 }
 
+// TestPushBrowserSSERecoversEveryMessageOnce: the same with Chromium's own
+// EventSource (transport sse, over HTTP/2), authenticated by the HttpOnly
+// token cookie the app set: the client reopens the stream after the close
+// event (4004) with the last event id, and the server replays the gap.
+func TestPushBrowserSSERecoversEveryMessageOnce(t *testing.T) {
+	// The last event id holds every stream the connection follows: each is
+	// reported recovered.
+	browserRecovers(t, "/?transport=sse&auth=cookie", "sse",
+		`[["connected","alice"],["disconnected",4004,true],["connected","alice"],["recovered","all"],["recovered","user:alice"],["recovered","event:news"]]`)
+}
+
 func browserRecovers(t *testing.T, page, transport, wantLifecycle string) {
 	b := newBrowser(t)
 	cp := startPush(t)
@@ -79,4 +90,30 @@ func browserRecovers(t *testing.T, page, transport, wantLifecycle string) {
 		}
 	}
 	b.screenshot("push-browser-recovered-" + transport + ".png")
+}
+
+// TestPushBrowserFallsBackToSSEWhenUpgradesAreBlocked: in front of the hub,
+// a route refuses every WebSocket upgrade (403), as a proxy that breaks
+// WebSockets would. The page's client (transport auto) cannot open its
+// WebSocket, says so with a fallback event, subscribes over Chromium's
+// EventSource instead (token in the query) and receives what is published.
+func TestPushBrowserFallsBackToSSEWhenUpgradesAreBlocked(t *testing.T) {
+	b := newBrowser(t)
+	cp := startPushSite(t, pushSiteBlockingUpgrades())
+	if err := b.run(30*time.Second, navigate(cp.URL("/"))); err != nil {
+		t.Fatalf("opening the page: %v", err)
+	}
+	b.poll(20*time.Second, `window.state && state.lifecycle.length === 1 && state.lifecycle[0][0] === 'connected'`, describePushPage)
+	got, err := eval[string](b, 5*time.Second, `JSON.stringify({transport: push.transport, fallbacks: state.fallbacks.map(f => [f.from, f.to, f.code])})`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"transport":"sse","fallbacks":[["websocket","sse",1006]]}`; got != want {
+		t.Fatalf("after the blocked upgrade: %s, want %s", got, want)
+	}
+	for i, m := range []string{"f1", "f2"} {
+		publish(t, cp, fmt.Sprintf(`{"userId":"alice","event":"news","message":%q}`, m))
+		b.poll(10*time.Second, feedIs([]string{"f1", "f2"}[:i+1]...), describePushPage)
+	}
+	b.screenshot("push-browser-fallback-sse.png")
 }

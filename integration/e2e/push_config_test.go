@@ -56,6 +56,13 @@ https://localhost:@HTTPS@ {
 
 const pushKey = "e2e-publish-key"
 
+// blockUpgrades is what a proxy that breaks WebSockets does: every upgrade
+// is refused before it reaches websocket_push (inside the route, in order;
+// a separate route without a path would be sorted after route /ws).
+const blockUpgrades = `
+		@upgrade header Upgrade websocket
+		respond @upgrade "WebSocket upgrades are blocked here" 403`
+
 // startPush runs Caddy with pushSite.
 func startPush(t *testing.T) *caddyProc {
 	return startPushSite(t, pushSite)
@@ -69,6 +76,11 @@ func startPushSite(t *testing.T, site string) *caddyProc {
 		t.Fatal(err)
 	}
 	return startCaddy(t, site, map[string]string{"@TOKENS@": tokens})
+}
+
+// pushSiteBlockingUpgrades is pushSite behind blockUpgrades.
+func pushSiteBlockingUpgrades() string {
+	return strings.Replace(pushSite, "\troute /ws {", "\troute /ws {"+blockUpgrades, 1)
 }
 
 // publish POSTs a message as a backend and returns the publish response.

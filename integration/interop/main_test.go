@@ -2,7 +2,9 @@
 // websocket_tunnel (the cmd/caddy binary, built once and run as a real
 // process) and against Debian's websockify as a reference peer, with two
 // clients: gorilla/websocket and Node's `ws` from npm, which none of us
-// wrote. Same bytes in, same bytes out, on both peers.
+// wrote. Same bytes in, same bytes out, on both peers. sse_test.go runs the
+// SSE clients none of us wrote (curl -N, npm's eventsource) against
+// websocket_push.
 //
 // Needs websockify (apt-get install websockify), curl and node with npm; each
 // missing one skips its tests with a loud message. .ci/run installs them.
