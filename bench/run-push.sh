@@ -14,7 +14,7 @@
 #                                      # subscribers over WebSocket, SSE on HTTP/1.1, SSE on h2c
 #   FLOOR=0 bench/run-push.sh          # skip the floor measurement
 #   CADDY_BIN=/path/to/caddy bench/run-push.sh   # a prebuilt cmd/caddy
-#   PPROF=/tmp/prof bench/run-push.sh  # save a server CPU profile of each run's publish phase there
+#   PPROF=bench/out/prof bench/run-push.sh  # save a server CPU profile of each run's publish phase there
 #
 # Each cell runs against websocket_push in Caddy ("caddy") and against the
 # tool's built-in reference server ("ref": the straightforward gorilla
