@@ -105,11 +105,14 @@ func adminPresence(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	total := push.Presence{User: user, Events: []string{}}
+	total := push.Presence{User: user, Events: []string{}, Transports: map[push.Transport]int{}}
 	seen := map[string]bool{}
 	for _, h := range hs {
 		p := h.Presence(user)
 		total.Connections += p.Connections
+		for t, n := range p.Transports {
+			total.Transports[t] += n
+		}
 		for _, e := range p.Events {
 			if !seen[e] {
 				seen[e] = true

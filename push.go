@@ -23,8 +23,9 @@ import (
 )
 
 // Push is the websocket_push handler: browsers subscribe with a WebSocket
-// upgrade, backends publish with a POST, on the same route or on different
-// routes or sites sharing a hub by name. Other requests get 405. The wire
+// upgrade or a Server-Sent Events stream (a GET with Accept:
+// text/event-stream), backends publish with a POST, on the same route or on
+// different routes or sites sharing a hub by name. Other requests get 405. The wire
 // protocol is docs/push-protocol.md; the user guide is docs/push.md.
 type Push struct {
 	// Hub names the hub this handler serves. Handlers with the same hub
@@ -60,6 +61,12 @@ type Push struct {
 	// unless publish_key, publish_jwt or publish_auth none is set.
 	// Default: empty (closed).
 	PublishAuth string `json:"publish_auth,omitempty"`
+
+	// Transports lists how subscribers may connect: websocket (an upgrade)
+	// and sse (a GET with Accept: text/event-stream, answered with a
+	// Server-Sent Events stream). A request for a transport not listed gets
+	// 400 (websocket) or 406 (sse). Default: websocket sse.
+	Transports []string `json:"transports,omitempty"`
 
 	// Origins widens the origin check of the upgrade: full origins
 	// ("https://app.example.com"), wildcard hosts ("https://*.example.com")
@@ -216,6 +223,9 @@ func (p *Push) setDefaults() {
 	if p.MaxPublishTargets == 0 {
 		p.MaxPublishTargets = 1000
 	}
+	if len(p.Transports) == 0 {
+		p.Transports = []string{string(push.TransportWebSocket), string(push.TransportSSE)}
+	}
 	if p.AuthTimeout == 0 {
 		p.AuthTimeout = caddy.Duration(10 * time.Second)
 	}
@@ -249,6 +259,11 @@ func (p *Push) Validate() error {
 	if strings.ContainsAny(p.Hub, "\r\n") {
 		return fmt.Errorf("websocket_push: hub name %q has a line break", p.Hub)
 	}
+	for _, t := range p.Transports {
+		if t != string(push.TransportWebSocket) && t != string(push.TransportSSE) {
+			return fmt.Errorf("websocket_push: unknown transport %q (want websocket or sse)", t)
+		}
+	}
 	if p.PublishAuth != "" && p.PublishAuth != "none" {
 		return fmt.Errorf("websocket_push: publish_auth must be \"none\", not %q", p.PublishAuth)
 	}
@@ -280,12 +295,17 @@ func (p *Push) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Han
 	case isExtendedConnect(r):
 		return refuse(w, r, http.StatusHTTPVersionNotSupported, "websocket_push needs WebSocket over HTTP/1.1")
 	case websocket.IsWebSocketUpgrade(r):
+		if !p.allows(push.TransportWebSocket) {
+			return refuse(w, r, http.StatusBadRequest, "WebSocket is not enabled on this route (transports)")
+		}
 		return p.subscribe(w, r)
+	case wantsEventStream(r):
+		return p.subscribeSSE(w, r)
 	case r.Method == http.MethodPost:
 		return p.publish(w, r)
 	default:
 		w.Header().Set("Allow", http.MethodPost)
-		return refuse(w, r, http.StatusMethodNotAllowed, "publish with POST, subscribe with a WebSocket upgrade")
+		return refuse(w, r, http.StatusMethodNotAllowed, "publish with POST, subscribe with a WebSocket upgrade or a GET with Accept: text/event-stream")
 	}
 }
 
@@ -304,22 +324,10 @@ func (p *Push) subscribe(w http.ResponseWriter, r *http.Request) error {
 		VerifyTimeout: 10 * time.Second,
 		Remote:        r.RemoteAddr,
 	}
-	switch p.Auth.Mode {
-	case "anonymous":
-		sess.Identity = &auth.Identity{}
-	case "caddy":
-		user, err := p.Auth.caddyUser(r)
-		if err != nil {
-			return refuse(w, r, http.StatusUnauthorized, err.Error())
-		}
-		sess.Identity = &auth.Identity{User: user}
-	default:
-		sess.Token = r.URL.Query().Get(p.Auth.TokenParam)
-		if h := r.Header.Get("Authorization"); sess.Token == "" && len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-			sess.Token = strings.TrimSpace(h[7:])
-		}
+	if err := p.identify(r, &sess); err != nil {
+		return refuse(w, r, http.StatusUnauthorized, err.Error())
 	}
-	if err := p.ref.hub().Reserve(); err != nil {
+	if err := p.ref.hub().Reserve(push.TransportWebSocket); err != nil {
 		return refuse(w, r, http.StatusServiceUnavailable, "too many connections")
 	}
 	ws, err := p.upgrader.Upgrade(hijacker{w}, r, nil)

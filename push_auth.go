@@ -51,6 +51,12 @@ type PushAuth struct {
 	// access logs). The Authorization: Bearer header works too.
 	// Default: token.
 	TokenParam string `json:"token_param,omitempty"`
+	// TokenCookie is the cookie a subscriber may carry its token in: what
+	// a browser's EventSource, which cannot set headers, can send without
+	// putting the token in the URL (set it HttpOnly, Secure,
+	// SameSite=Strict). The query parameter and the Authorization header
+	// come first. Default: caddyws_token.
+	TokenCookie string `json:"token_cookie,omitempty"`
 
 	userVar string // the caddy mode's placeholder name, without braces
 }
@@ -109,6 +115,9 @@ type PushCallback struct {
 func (a *PushAuth) setDefaults() {
 	if a.TokenParam == "" {
 		a.TokenParam = "token"
+	}
+	if a.TokenCookie == "" {
+		a.TokenCookie = "caddyws_token"
 	}
 	if a.Mode == "caddy" && a.User == "" {
 		a.User = "{http.auth.user.id}"

@@ -48,6 +48,8 @@ func parsePushCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, er
 //		}
 //		auth anonymous
 //		token_param <name>                        # default token
+//		token_cookie <name>                       # default caddyws_token
+//		transports <websocket|sse...>             # default websocket sse
 //
 //		# who publishes (closed unless one is set)
 //		publish_key  <key|{env.X}>
@@ -99,6 +101,21 @@ func (p *Push) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Err("token_param must follow auth")
 			}
 			err = oneArg(d, &p.Auth.TokenParam)
+		case "token_cookie":
+			if p.Auth == nil {
+				return d.Err("token_cookie must follow auth")
+			}
+			err = oneArg(d, &p.Auth.TokenCookie)
+		case "transports":
+			p.Transports = d.RemainingArgs()
+			if len(p.Transports) == 0 {
+				return d.ArgErr()
+			}
+			for _, t := range p.Transports {
+				if t != "websocket" && t != "sse" {
+					return d.Errf("unknown transport %q (want websocket or sse)", t)
+				}
+			}
 		case "publish_key":
 			err = oneArg(d, &p.PublishKey)
 		case "publish_jwt":

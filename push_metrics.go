@@ -15,8 +15,8 @@ import (
 var (
 	pushConnections = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "caddyws", Subsystem: "push", Name: "connections",
-		Help: "Authenticated subscriber connections.",
-	}, []string{"hub"})
+		Help: "Authenticated subscriber connections, by transport (websocket, sse).",
+	}, []string{"hub", "transport"})
 	pushSubscriptions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "caddyws", Subsystem: "push", Name: "subscriptions",
 		Help: "Event subscriptions held by connections.",
@@ -35,8 +35,8 @@ var (
 	}, []string{"hub"})
 	pushDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddyws", Subsystem: "push", Name: "dropped_total",
-		Help: "Connections refused or closed by the server, by reason.",
-	}, []string{"hub", "reason"})
+		Help: "Connections refused or closed by the server, by reason and transport.",
+	}, []string{"hub", "reason", "transport"})
 	pushLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "caddyws", Subsystem: "push", Name: "delivery_seconds",
 		Help:    "Time from publish to the write of the message to a subscriber.",
@@ -63,13 +63,15 @@ func registerPushMetrics(reg *prometheus.Registry) error {
 // hubMetrics binds the collectors to one hub's label.
 func hubMetrics(hub string) *push.Metrics {
 	return &push.Metrics{
-		Connections:   pushConnections.WithLabelValues(hub),
+		Connections: func(t push.Transport) prometheus.Gauge {
+			return pushConnections.WithLabelValues(hub, string(t))
+		},
 		Subscriptions: pushSubscriptions.WithLabelValues(hub),
 		Published:     pushPublished.WithLabelValues(hub),
 		Delivered:     pushDelivered.WithLabelValues(hub),
 		Written:       pushWritten.WithLabelValues(hub),
-		Dropped: func(reason string) prometheus.Counter {
-			return pushDropped.WithLabelValues(hub, reason)
+		Dropped: func(reason string, t push.Transport) prometheus.Counter {
+			return pushDropped.WithLabelValues(hub, reason, string(t))
 		},
 		Latency: pushLatency.WithLabelValues(hub),
 	}

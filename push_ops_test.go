@@ -218,11 +218,11 @@ http://127.0.0.1:@EXTRA@ {
 	// Metrics are in Caddy's registry.
 	st, body = tc.Admin("GET", "/metrics", nil)
 	for _, m := range []string{
-		`caddyws_push_connections{hub="ops"}`,
+		`caddyws_push_connections{hub="ops",transport="websocket"}`,
 		`caddyws_push_published_total{hub="ops"}`,
 		`caddyws_push_delivered_total{hub="ops"}`,
-		`caddyws_push_dropped_total{hub="ops",reason="admin"}`,
-		`caddyws_push_dropped_total{hub="ops",reason="dead_peer"}`,
+		`caddyws_push_dropped_total{hub="ops",reason="admin",transport="websocket"}`,
+		`caddyws_push_dropped_total{hub="ops",reason="dead_peer",transport="websocket"}`,
 		`caddyws_push_delivery_seconds_bucket{hub="ops"`,
 	} {
 		if !strings.Contains(string(body), m) {

@@ -10,12 +10,23 @@
 #   CELLS="n1k-user n10k-anchor" bench/run-push.sh
 #   JSON=/tmp/push.jsonl bench/run-push.sh   # keep the raw results
 #   SERVERS=caddy bench/run-push.sh    # skip the reference server
+#   TRANSPORTS="ws sse sse-h2" CELLS=n10k-user-500 bench/run-push.sh
+#                                      # subscribers over WebSocket, SSE on HTTP/1.1, SSE on h2c
+#   FLOOR=0 bench/run-push.sh          # skip the floor measurement
+#   CADDY_BIN=/path/to/caddy bench/run-push.sh   # a prebuilt cmd/caddy
+#   PPROF=bench/out/prof bench/run-push.sh  # save a server CPU profile of each run's publish phase there
 #
 # Each cell runs against websocket_push in Caddy ("caddy") and against the
 # tool's built-in reference server ("ref": the straightforward gorilla
 # server of the peers' figures, one reader + one writer goroutine per
 # connection), one after the other, so the two are compared on the same
-# machine under the same background load.
+# machine under the same background load. The reference speaks WebSocket
+# only: it runs in the ws transport's cells.
+#
+# Before each cell, bench/floor measures the cheapest possible delivery on
+# this machine (one goroutine writing the same small frame to N loopback
+# sockets: CPU per write); each run's server CPU per delivery is reported
+# as a ratio of the floor measured beside it ("× floor").
 #
 # Needs Go and about 20 000 file descriptors (raised here with ulimit).
 # Every run is bounded: the tool stops itself (-timeout), and so does
@@ -24,6 +35,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-1}
+TRANSPORTS=${TRANSPORTS:-ws}
+FLOOR=${FLOOR:-1}
 CELLS=${CELLS:-"n1k-user n1k-broadcast n10k-user n10k-anchor n10k-user-500 n10k-user-100 n10k-event n10k-broadcast"}
 SERVERS=${SERVERS:-"caddy ref"}
 # Random free loopback ports unless given: Caddy listens with SO_REUSEPORT,
@@ -54,8 +67,13 @@ cleanup() {
 trap cleanup EXIT
 
 echo "building cmd/caddy and the load tool..." >&2
-go build -o "$out/caddy" ./cmd/caddy
+if [[ -n ${CADDY_BIN:-} ]]; then
+	cp "$CADDY_BIN" "$out/caddy"
+else
+	go build -o "$out/caddy" ./cmd/caddy
+fi
 go build -o "$out/push-bench" ./bench/push
+go build -o "$out/floor" ./bench/floor
 
 # 10 000 subscribers: the server and the tool each hold one descriptor per
 # connection.
@@ -133,28 +151,48 @@ status=0
 for run in $(seq 1 "$RUNS"); do
 	for c in $CELLS; do
 		flags=$(cell_flags "$c")
-		for server in $SERVERS; do
-			echo "== $c on $server (run $run/$RUNS): $flags" >&2
-			case $server in
-			caddy)
-				start_caddy
-				target=(-ws "ws://127.0.0.1:$HTTP_PORT/ws" -push "http://127.0.0.1:$HTTP_PORT/push"
-					-admin "http://127.0.0.1:$ADMIN_PORT" -pid "$CADDY_PID" -label "$c")
-				;;
-			ref)
-				start_ref
-				target=(-ws "ws://127.0.0.1:$REF_PORT/ws" -push "http://127.0.0.1:$REF_PORT/push"
-					-pid "$REF_PID" -label "$c (reference gorilla server)")
-				;;
-			*) echo "unknown server $server" >&2; exit 2 ;;
-			esac
-			# shellcheck disable=SC2086
-			if ! timeout 400 "$out/push-bench" "${target[@]}" -json "$JSON" -timeout 300s $flags "$@" >&2; then
-				echo "== $c on $server: run not clean (see above)" >&2
-				status=1
+		for transport in $TRANSPORTS; do
+			floor=()
+			if [[ $FLOOR == 1 ]]; then
+				conns=$(sed -E 's/.*-conns ([0-9]+).*/\1/' <<<"$flags")
+				if us=$(timeout 120 "$out/floor" -conns "$conns" -writes 200000); then
+					floor=(-floor-us "$us")
+				else
+					echo "== floor measurement failed" >&2
+					status=1
+				fi
+				sleep 1
 			fi
-			if [[ $server == caddy ]]; then stop_caddy; else stop_ref; fi
-			sleep 1 # let the last cell's sockets in TIME_WAIT thin out
+			for server in $SERVERS; do
+				if [[ $server == ref && $transport != ws ]]; then continue; fi
+				label="$c"
+				if [[ $transport != ws ]]; then label="$c $transport"; fi
+				echo "== $label on $server (run $run/$RUNS): $flags" >&2
+				case $server in
+				caddy)
+					start_caddy
+					target=(-ws "ws://127.0.0.1:$HTTP_PORT/ws" -push "http://127.0.0.1:$HTTP_PORT/push"
+						-admin "http://127.0.0.1:$ADMIN_PORT" -pid "$CADDY_PID" -label "$label")
+					if [[ -n ${PPROF:-} ]]; then
+						mkdir -p "$PPROF"
+						target+=(-server-profile "$PPROF/${label// /-}-run$run.pprof")
+					fi
+					;;
+				ref)
+					start_ref
+					target=(-ws "ws://127.0.0.1:$REF_PORT/ws" -push "http://127.0.0.1:$REF_PORT/push"
+						-pid "$REF_PID" -label "$label (reference gorilla server)")
+					;;
+				*) echo "unknown server $server" >&2; exit 2 ;;
+				esac
+				# shellcheck disable=SC2086
+				if ! timeout 400 "$out/push-bench" "${target[@]}" -transport "$transport" "${floor[@]}" -json "$JSON" -timeout 300s $flags "$@" >&2; then
+					echo "== $label on $server: run not clean (see above)" >&2
+					status=1
+				fi
+				if [[ $server == caddy ]]; then stop_caddy; else stop_ref; fi
+				sleep 1 # let the last cell's sockets in TIME_WAIT thin out
+			done
 		done
 	done
 done

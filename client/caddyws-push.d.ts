@@ -40,11 +40,33 @@ export interface BackoffOptions {
   factor?: number;
 }
 
+export type Transport = 'auto' | 'websocket' | 'sse';
+
+export interface FallbackInfo {
+  from: 'websocket';
+  to: 'sse';
+  /** The close code of the WebSocket attempt (1006 when it could not be opened). */
+  code: number;
+  reason: string;
+}
+
 export interface PushClientOptions {
   /** A token, or a function returning one; called before every (re)connect. */
   token?: string | (() => string | Promise<string>);
   events?: string[];
   positions?: Record<string, StreamPosition>;
+  /** The SSE position to resume from (saved from lastEventId()). */
+  lastEventId?: string;
+  /** Default: 'auto' (a WebSocket; SSE while no WebSocket could be opened). */
+  transport?: Transport;
+  /** Milliseconds a WebSocket handshake or SSE response may take; 0 for none. Default: 5000. */
+  connectTimeout?: number;
+  /** Default: globalThis.EventSource. In Node pass the `eventsource` package. */
+  EventSource?: new (url: string, init?: any) => EventSource;
+  /** The second argument of new EventSource(url, init), or a function of the token returning it. */
+  eventSourceInit?: object | ((token: string | undefined) => object);
+  /** SSE: send the token as the `token` query parameter. Default: true. */
+  tokenInQuery?: boolean;
   backoff?: BackoffOptions;
   /** Default: Infinity. */
   maxRetries?: number;
@@ -67,6 +89,8 @@ export interface LifecycleHandlers {
   recovered: (stream: string, info: StreamPosition) => void;
   notRecovered: (stream: string, info: StreamPosition) => void;
   error: (err: ClientError) => void;
+  /** transport 'auto' switched to SSE because a WebSocket could not be opened. */
+  fallback: (info: FallbackInfo) => void;
   message: (message: unknown, meta: MessageMeta) => void;
   '*': (message: unknown, meta: MessageMeta) => void;
 }
@@ -75,6 +99,8 @@ export declare class PushClient {
   constructor(url: string, options?: PushClientOptions);
   readonly url: string;
   state: ClientState;
+  /** The transport of the current (or next) connection. */
+  transport: 'websocket' | 'sse';
   /** The user id the server confirmed ("" for anonymous). */
   user: string | undefined;
 
@@ -90,6 +116,8 @@ export declare class PushClient {
   unsubscribe(...events: Array<string | string[]>): this;
   events(): string[];
   positions(): Record<string, StreamPosition>;
+  /** The id of the last SSE event seen ('' if none). */
+  lastEventId(): string;
 }
 
 export declare function connect(url: string, options?: PushClientOptions): PushClient;
@@ -97,3 +125,6 @@ export declare function shouldReconnect(code: number): boolean;
 export declare function backoffDelay(attempt: number, backoff?: BackoffOptions, random?: () => number): number;
 export declare const FATAL_CLOSE_CODES: Readonly<Record<number, string>>;
 export declare const LIFECYCLE_EVENTS: readonly string[];
+export declare const TRANSPORTS: readonly Transport[];
+export declare function sseURL(url: string, opts?: { events?: string[]; token?: string; lastEventId?: string }): string;
+export declare function wsURL(url: string): string;

@@ -20,7 +20,10 @@
 //     to replay what was missed after a reconnect (when the server keeps history);
 //   - drops duplicates by (stream, offset), so no message is shown twice;
 //   - tells you, per stream, whether the gap was filled ('recovered') or could not be
-//     ('notRecovered'), instead of leaving a silent hole.
+//     ('notRecovered'), instead of leaving a silent hole;
+//   - speaks Server-Sent Events (EventSource) where a WebSocket cannot be opened
+//     (transport 'auto', the default, says so with a 'fallback' event), with the same
+//     handlers, de-duplication and recovery (from the last event id).
 
 /** Close codes after which reconnecting would only fail the same way. */
 export const FATAL_CLOSE_CODES = Object.freeze({
@@ -35,8 +38,39 @@ export const FATAL_CLOSE_CODES = Object.freeze({
 
 /** Lifecycle event names; a published event with one of these names reaches only 'message'. */
 export const LIFECYCLE_EVENTS = Object.freeze([
-  'connected', 'disconnected', 'reconnecting', 'recovered', 'notRecovered', 'error', 'message',
+  'connected', 'disconnected', 'reconnecting', 'recovered', 'notRecovered', 'error', 'message', 'fallback',
 ]);
+
+/** The transports a client can use; 'auto' is a WebSocket, or SSE where none can be opened. */
+export const TRANSPORTS = Object.freeze(['auto', 'websocket', 'sse']);
+
+// The HTTP status of a refused SSE request (when the EventSource implementation
+// reports it, as Node's eventsource package does; browsers do not) as the close
+// code the WebSocket transport would have seen.
+const SSE_STATUS_CODES = Object.freeze({ 401: 4001, 403: 4003, 503: 1013 });
+
+/**
+ * sseURL turns the subscribe URL (ws:, wss:, http: or https:) into the URL of an
+ * SSE stream: events in `event` parameters, the token (if any) in `token`, the
+ * last event id seen in `last_event_id`.
+ */
+export function sseURL(url, { events = [], token, lastEventId } = {}) {
+  const base = globalThis.location && globalThis.location.href;
+  const u = base ? new URL(url, base) : new URL(url);
+  if (u.protocol === 'ws:') u.protocol = 'http:';
+  else if (u.protocol === 'wss:') u.protocol = 'https:';
+  for (const e of events) u.searchParams.append('event', e);
+  if (token) u.searchParams.set('token', token);
+  if (lastEventId) u.searchParams.set('last_event_id', lastEventId);
+  return u.href;
+}
+
+/** wsURL turns the subscribe URL into a ws: or wss: URL (http: and https: are mapped). */
+export function wsURL(url) {
+  if (/^https:/i.test(url)) return 'wss:' + url.slice(6);
+  if (/^http:/i.test(url)) return 'ws:' + url.slice(5);
+  return url;
+}
 
 const RESERVED = new Set(LIFECYCLE_EVENTS);
 
@@ -65,13 +99,24 @@ export function backoffDelay(attempt, { base = 500, max = 30000, factor = 2 } = 
  * Options:
  *   token      string, or a (possibly async) function returning one, called before every
  *              connect so an expiring token can be refreshed. Omit it when the server knows
- *              the user otherwise (cookie + Caddy auth, anonymous).
+ *              the user otherwise (cookie + Caddy auth, the token cookie, anonymous).
  *   events     initial events to subscribe to.
  *   positions  initial positions {stream: {offset, epoch}}, e.g. saved by a previous page
- *              (see positions()), so even a page reload misses nothing.
+ *              (see positions()), so even a page reload misses nothing (WebSocket).
+ *   lastEventId  the SSE position to resume from, e.g. saved by a previous page (see
+ *              lastEventId()).
+ *   transport  'auto' (a WebSocket; SSE when a WebSocket cannot be opened), 'websocket'
+ *              or 'sse'. Default: 'auto'.
+ *   connectTimeout  milliseconds a WebSocket handshake or an SSE response may take
+ *              before the attempt counts as failed. Default: 5000.
  *   backoff    {base: 500, max: 30000, factor: 2} in milliseconds.
  *   maxRetries reconnect attempts in a row before giving up. Default: Infinity.
  *   WebSocket  the constructor to use. Default: globalThis.WebSocket.
+ *   EventSource  the constructor to use. Default: globalThis.EventSource.
+ *   eventSourceInit  the second argument of new EventSource(url, init), or a function
+ *              (token) => init, e.g. {withCredentials: true} for a cross-origin cookie.
+ *   tokenInQuery  SSE only: put the token in the `token` query parameter (EventSource
+ *              cannot set headers). Default: true.
  *   random     a () => [0,1) source for the jitter. Default: Math.random.
  *   setTimeout/clearTimeout  timer functions (tests). Default: the global ones.
  *   network    an EventTarget firing 'online' (the browser's window): a client waiting
@@ -84,10 +129,23 @@ export class PushClient {
     this.url = url;
     this._opts = options;
     this._token = options.token;
+    this._mode = options.transport || 'auto';
+    if (!TRANSPORTS.includes(this._mode)) {
+      throw new TypeError(`caddyws-push: transport must be one of ${TRANSPORTS.join(', ')}, not ${this._mode}`);
+    }
     this._WS = options.WebSocket || globalThis.WebSocket;
-    if (typeof this._WS !== 'function') {
+    this._ES = options.EventSource || globalThis.EventSource;
+    if (typeof this._WS !== 'function') this._WS = null;
+    if (typeof this._ES !== 'function') this._ES = null;
+    if (this._mode === 'auto' && !this._WS) this._mode = this._ES ? 'sse' : 'auto';
+    if (this._mode !== 'sse' && !this._WS) {
       throw new TypeError('caddyws-push: no WebSocket implementation (pass options.WebSocket)');
     }
+    if (this._mode === 'sse' && !this._ES) {
+      throw new TypeError('caddyws-push: no EventSource implementation (pass options.EventSource)');
+    }
+    this._connectTimeout = options.connectTimeout ?? 5000;
+    this._tokenInQuery = options.tokenInQuery !== false;
     this._backoff = options.backoff || {};
     this._maxRetries = options.maxRetries ?? Infinity;
     this._random = options.random || Math.random;
@@ -99,14 +157,17 @@ export class PushClient {
     for (const [stream, p] of Object.entries(options.positions || {})) {
       if (p && Number.isFinite(p.offset)) this._positions.set(stream, { offset: p.offset, epoch: String(p.epoch ?? '') });
     }
+    this._lastEventId = typeof options.lastEventId === 'string' ? options.lastEventId : '';
     this._seenIds = new Set(); // ids of messages without a position, bounded (see _remember)
     this._handlers = new Map(); // name -> Set<fn>
 
-    this._ws = null;
+    this._conn = null; // the current attempt: {kind, ws|es, close(code, reason), listen(name)}
     this._timer = null;
     this._attempt = 0;
     this._unauthorizedInARow = 0;
     this._stopped = true;
+    this._opened = false; // a connection was accepted since connect(): 'auto' stays on its transport
+    this.transport = this._mode === 'sse' ? 'sse' : 'websocket';
     this._generation = 0; // invalidates callbacks of sockets we gave up on
     this._network = options.network !== undefined ? options.network
       : (typeof globalThis.addEventListener === 'function' ? globalThis : null);
@@ -127,6 +188,7 @@ export class PushClient {
     if (name === '*') name = 'message';
     if (!this._handlers.has(name)) this._handlers.set(name, new Set());
     this._handlers.get(name).add(fn);
+    this._conn?.listen(name);
     return () => this.off(name, fn);
   }
 
@@ -141,6 +203,8 @@ export class PushClient {
     this._stopped = false;
     this._attempt = 0;
     this._unauthorizedInARow = 0;
+    this._opened = false;
+    this.transport = this._mode === 'sse' ? 'sse' : 'websocket';
     this._network?.addEventListener('online', this._onOnline);
     this._open();
     return this;
@@ -153,12 +217,10 @@ export class PushClient {
     this._generation++;
     if (this._timer !== null) this._clearTimeout(this._timer);
     this._timer = null;
-    const ws = this._ws;
-    this._ws = null;
+    const conn = this._conn;
+    this._conn = null;
     this.state = 'closed';
-    if (ws && ws.readyState <= 1) {
-      try { ws.close(code, reason); } catch { /* already closing */ }
-    }
+    conn?.close(code, reason);
   }
 
   /**
@@ -171,22 +233,23 @@ export class PushClient {
     this._generation++;
     if (this._timer !== null) this._clearTimeout(this._timer);
     this._timer = null;
-    const ws = this._ws;
-    this._ws = null;
-    if (ws && ws.readyState <= 1) {
-      try { ws.close(1000, 'reconnecting'); } catch { /* already closing */ }
-    }
+    const conn = this._conn;
+    this._conn = null;
+    conn?.close(1000, 'reconnecting');
     this._emit('disconnected', 1000, 'reconnect requested', { willReconnect: true, delay: 0 });
     this._attempt = 0;
     this._open();
     return this;
   }
 
-  /** subscribe adds events; sent now when connected, and on every reconnect. */
+  /**
+   * subscribe adds events; sent now when connected, and on every reconnect. An SSE
+   * stream cannot be told: it is reopened with the new events, from the last event id.
+   */
   subscribe(...events) {
     const added = events.flat().filter((e) => typeof e === 'string' && e !== '' && !this._events.has(e));
     added.forEach((e) => this._events.add(e));
-    if (added.length && this.state === 'open') this._send({ type: 'subscribe', events: added });
+    if (added.length && this.state === 'open') this._change({ type: 'subscribe', events: added });
     return this;
   }
 
@@ -194,7 +257,7 @@ export class PushClient {
   unsubscribe(...events) {
     const removed = events.flat().filter((e) => this._events.delete(e));
     removed.forEach((e) => this._positions.delete('event:' + e));
-    if (removed.length && this.state === 'open') this._send({ type: 'unsubscribe', events: removed });
+    if (removed.length && this.state === 'open') this._change({ type: 'unsubscribe', events: removed });
     return this;
   }
 
@@ -206,6 +269,11 @@ export class PushClient {
   /** positions returns the last position per stream, JSON-ready (save it to resume after a page reload). */
   positions() {
     return Object.fromEntries([...this._positions].map(([s, p]) => [s, { ...p }]));
+  }
+
+  /** lastEventId returns the id of the last SSE event seen ('' if none): the SSE transport's position. */
+  lastEventId() {
+    return this._lastEventId;
   }
 
   // --- internals -----------------------------------------------------------
@@ -224,7 +292,28 @@ export class PushClient {
   }
 
   _send(frame) {
-    if (this._ws && this._ws.readyState === 1) this._ws.send(JSON.stringify(frame));
+    const ws = this._conn && this._conn.ws;
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
+  }
+
+  // _change passes a subscription change to the open connection.
+  _change(frame) {
+    if (this._conn?.kind !== 'sse') {
+      this._send(frame);
+      return;
+    }
+    if (this._resubscribing) return;
+    // Several calls in a row reopen the stream once.
+    this._resubscribing = true;
+    queueMicrotask(() => {
+      this._resubscribing = false;
+      if (this.state !== 'open' || this._conn?.kind !== 'sse') return;
+      this._generation++;
+      const conn = this._conn;
+      this._conn = null;
+      conn.close(1000, 'resubscribing');
+      this._open();
+    });
   }
 
   async _open() {
@@ -240,32 +329,80 @@ export class PushClient {
       return;
     }
     if (gen !== this._generation || this._stopped) return;
-
-    let ws;
     try {
-      ws = new this._WS(this.url);
+      this._conn = this.transport === 'sse' ? this._openSSE(gen, token) : this._openWebSocket(gen, token);
     } catch (err) {
       // A malformed URL will not get better by retrying.
       this._stopped = true;
       this.state = 'closed';
       this._emit('error', { code: 'url', reason: String(err && err.message || err), error: err });
       this._emit('disconnected', 1006, 'invalid url', { willReconnect: false });
-      return;
     }
-    this._ws = ws;
-    let connected = false;
-    let asked = []; // the events of the connect frame
+  }
 
+  // _attemptOf returns the bookkeeping both transports share for one connection attempt:
+  // the connect timeout, the 'connected' handling and the single end of the attempt.
+  _attemptOf(gen, kind, abort) {
+    const a = { kind, connected: false, wasOpen: false, asked: [], ended: false };
+    a.live = () => gen === this._generation && !a.ended;
+    // opened: the handshake (WebSocket) or the response (SSE) went through,
+    // so this transport works on this network whatever the server says next.
+    a.opened = () => {
+      if (a.timer !== null) this._clearTimeout(a.timer);
+      a.timer = null;
+      a.wasOpen = true;
+      this._opened = true;
+    };
+    a.end = (code, reason) => {
+      if (!a.live()) return;
+      a.ended = true;
+      if (a.timer !== null) this._clearTimeout(a.timer);
+      a.timer = null;
+      this._conn = null;
+      if (this._stopped) return;
+      this._ended(a, code, reason);
+    };
+    a.timer = this._connectTimeout > 0 && Number.isFinite(this._connectTimeout)
+      ? this._setTimeout(() => {
+        a.timer = null;
+        if (!a.live()) return;
+        abort();
+        a.end(1006, `no ${kind === 'sse' ? 'SSE response' : 'WebSocket handshake'} within ${this._connectTimeout} ms`);
+      }, this._connectTimeout)
+      : null;
+    a.connectedFrame = (f) => {
+      a.connected = true;
+      this.state = 'open';
+      this._attempt = 0;
+      this._unauthorizedInARow = 0;
+      this.user = f.user;
+      this._emit('connected', { user: f.user, events: f.events || [] });
+      // subscribe()/unsubscribe() calls made while connecting were not sent:
+      // send the difference now.
+      const added = [...this._events].filter((e) => !a.asked.includes(e));
+      const removed = a.asked.filter((e) => !this._events.has(e));
+      if (added.length) this._change({ type: 'subscribe', events: added });
+      if (removed.length) this._change({ type: 'unsubscribe', events: removed });
+    };
+    return a;
+  }
+
+  _openWebSocket(gen, token) {
+    const ws = new this._WS(wsURL(this.url));
+    const a = this._attemptOf(gen, 'websocket', () => {
+      try { ws.close(); } catch { /* not open yet */ }
+    });
     ws.onopen = () => {
-      if (gen !== this._generation) return;
-      asked = [...this._events];
-      const frame = { type: 'connect', events: asked };
+      if (!a.live()) return;
+      a.opened();
+      a.asked = [...this._events];
+      const frame = { type: 'connect', events: a.asked };
       if (token) frame.token = token;
       if (this._positions.size) frame.recover = this.positions();
       ws.send(JSON.stringify(frame));
     };
     ws.onmessage = (ev) => {
-      if (gen !== this._generation) return;
+      if (!a.live()) return;
       let f;
       try {
         f = JSON.parse(typeof ev.data === 'string' ? ev.data : String(ev.data));
@@ -273,38 +410,120 @@ export class PushClient {
         this._emit('error', { code: 'protocol', reason: 'a frame that is not JSON' });
         return;
       }
-      if (f && f.type === 'connected' && !connected) {
-        connected = true;
-        this.state = 'open';
-        this._attempt = 0;
-        this._unauthorizedInARow = 0;
-        this.user = f.user;
-        // subscribe()/unsubscribe() calls made while the connect frame was in
-        // flight were not sent: send the difference now.
-        const added = [...this._events].filter((e) => !asked.includes(e));
-        const removed = asked.filter((e) => !this._events.has(e));
-        if (added.length) this._send({ type: 'subscribe', events: added });
-        if (removed.length) this._send({ type: 'unsubscribe', events: removed });
-        this._emit('connected', { user: f.user, events: f.events || [] });
+      if (f && f.type === 'connected' && !a.connected) {
+        a.connectedFrame(f);
         return;
       }
       this._frame(f);
     };
-    ws.onclose = (ev) => {
-      if (gen !== this._generation) return;
-      this._ws = null;
-      const code = ev && ev.code ? ev.code : 1006;
-      const reason = (ev && ev.reason) || '';
-      if (this._stopped) return;
-      if (code === 4001) {
-        this._unauthorizedInARow++;
-      } else if (connected) {
-        this._unauthorizedInARow = 0;
-      }
-      this._scheduleReconnect(code, reason);
-    };
+    ws.onclose = (ev) => a.end(ev && ev.code ? ev.code : 1006, (ev && ev.reason) || '');
     // Browsers report the details of a failed handshake only through the close event.
     ws.onerror = () => {};
+    return {
+      kind: 'websocket', ws, attempt: a,
+      close: (code, reason) => {
+        if (ws.readyState <= 1) {
+          try { ws.close(code, reason); } catch { /* already closing */ }
+        }
+      },
+      listen: () => {},
+    };
+  }
+
+  _openSSE(gen, token) {
+    const events = [...this._events];
+    const url = sseURL(this.url, { events, token: this._tokenInQuery ? token : undefined, lastEventId: this._lastEventId });
+    const init = typeof this._opts.eventSourceInit === 'function'
+      ? this._opts.eventSourceInit(token) : this._opts.eventSourceInit;
+    const es = init === undefined ? new this._ES(url) : new this._ES(url, init);
+    const a = this._attemptOf(gen, 'sse', () => es.close());
+    a.asked = events;
+    es.onopen = () => {
+      if (a.live()) a.opened();
+    };
+    // EventSource dispatches by the `event:` name: listen to every name a frame
+    // can come under. The frame's own type (in data) decides what it is.
+    const listened = new Set();
+    const onEvent = (ev) => {
+      if (!a.live()) return;
+      let f;
+      try {
+        f = JSON.parse(ev.data);
+      } catch {
+        this._emit('error', { code: 'protocol', reason: 'an SSE event whose data is not JSON' });
+        return;
+      }
+      if (f && f.type === 'message') {
+        if (ev.lastEventId) this._lastEventId = ev.lastEventId;
+        this._frame(f);
+        return;
+      }
+      if (ev.type === 'close' || (f && f.type === 'close')) {
+        // The server ends the stream after this event: do not let the
+        // EventSource reconnect by itself, the close code decides.
+        es.close();
+        a.end(Number(f && f.code) || 1006, String((f && f.reason) || ''));
+        return;
+      }
+      if (f && f.type === 'connected') {
+        if (!a.connected) {
+          for (const e of f.events || []) listen(e);
+          a.connectedFrame(f);
+        }
+        return;
+      }
+      this._frame(f);
+    };
+    const listen = (name) => {
+      if (listened.has(name) || name === 'error' || name === '*') return;
+      listened.add(name);
+      es.addEventListener(name, onEvent);
+    };
+    for (const name of ['message', 'connected', 'recovered', 'close', ...events, ...this._handlers.keys()]) {
+      if (!RESERVED.has(name) || name === 'message' || name === 'connected' || name === 'recovered') listen(name);
+    }
+    es.addEventListener('error', (ev) => {
+      if (!a.live()) return;
+      if (ev && typeof ev.data === 'string') {
+        onEvent(ev); // an event the server named 'error'
+        return;
+      }
+      // The stream failed or was refused. An EventSource would reconnect by
+      // itself, without jitter and without the close-code policy: we do it.
+      es.close();
+      const status = ev && Number(ev.code ?? ev.status);
+      const code = SSE_STATUS_CODES[status] || 1006;
+      const why = status ? `HTTP ${status}` : (a.connected ? 'stream ended' : 'SSE stream could not be opened');
+      a.end(code, (ev && ev.message) ? `${why}: ${ev.message}` : why);
+    });
+    return {
+      kind: 'sse', es, attempt: a,
+      close: () => es.close(),
+      listen: (name) => { if (!RESERVED.has(name)) listen(name); },
+    };
+  }
+
+  // _ended is where every attempt ends: a fallback to SSE, or the reconnect policy.
+  _ended(a, code, reason) {
+    if (code === 4001) {
+      this._unauthorizedInARow++;
+    } else if (a.connected) {
+      this._unauthorizedInARow = 0;
+    }
+    if (this._mode === 'auto' && !this._opened && !a.wasOpen && this._ES) {
+      if (a.kind === 'websocket') {
+        // No WebSocket yet through this network: try SSE at once.
+        this.transport = 'sse';
+        const why = reason ? `${code} ${reason}` : String(code);
+        this._emit('fallback', { from: 'websocket', to: 'sse', code, reason: `the WebSocket could not be opened (${why})` });
+        this._open();
+        return;
+      }
+      // Neither opened: the server may be down rather than the path blocking
+      // WebSockets, so the next attempt tries a WebSocket again.
+      this.transport = 'websocket';
+    }
+    this._scheduleReconnect(code, reason);
   }
 
   _frame(f) {

@@ -40,7 +40,9 @@ const tick = () => new Promise((r) => setImmediate(r));
 function newClient(opts = {}) {
   FakeSocket.all = [];
   const timers = fakeTimers();
-  const c = new PushClient('wss://x/ws', { WebSocket: FakeSocket, random: () => 0.5, ...timers, ...opts });
+  // connectTimeout 0: these tests script the handshake; the timeout has its own
+  // tests (caddyws-push-sse.test.mjs).
+  const c = new PushClient('wss://x/ws', { WebSocket: FakeSocket, random: () => 0.5, connectTimeout: 0, ...timers, ...opts });
   return { c, timers, sock: () => FakeSocket.all[FakeSocket.all.length - 1] };
 }
 

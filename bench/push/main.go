@@ -30,15 +30,21 @@ import (
 
 type config struct {
 	ws, admin, secret, label, jsonOut string
-	cpuProfile                        string
+	cpuProfile, transport             string
+	serverProfile                     string
+	floorUs                           float64
 	pid, conns, srcIPs, dialPar       int
+	h2Streams                         int
 	idle, timeout, drain              time.Duration
 	plan                              publishPlan
 }
 
 func main() {
 	var c config
-	flag.StringVar(&c.ws, "ws", "ws://127.0.0.1:18080/ws", "subscribe URL (loopback)")
+	flag.StringVar(&c.ws, "ws", "ws://127.0.0.1:18080/ws", "subscribe URL (loopback); SSE streams use it with http(s)")
+	flag.StringVar(&c.transport, "transport", transportWS, "subscribers' transport: ws | sse (HTTP/1.1, a connection per stream) | sse-h2 (streams multiplexed over HTTP/2: h2c on ws://, h2 on wss://)")
+	flag.IntVar(&c.h2Streams, "h2-streams", 10, "sse-h2: SSE streams per HTTP/2 connection (a browser puts all its tabs' streams to one origin on one connection)")
+	flag.Float64Var(&c.floorUs, "floor-us", 0, "CPU µs of one small loopback write (bench/floor), measured in the same run: reported as the ratio of the server's CPU per delivery to it")
 	flag.StringVar(&c.plan.url, "push", "http://127.0.0.1:18080/push", "publish URL (loopback)")
 	flag.StringVar(&c.plan.key, "key", os.Getenv("PUSH_KEY"), "publish bearer key (default $PUSH_KEY)")
 	flag.StringVar(&c.admin, "admin", "", "Caddy admin URL, to GC before memory readings (e.g. http://127.0.0.1:12019)")
@@ -62,6 +68,7 @@ func main() {
 	flag.StringVar(&c.label, "label", "", "label of this run in the output")
 	flag.StringVar(&c.jsonOut, "json", "", "append the result as one JSON line to this file")
 	cpuProfile := flag.String("cpuprofile", "", "write the tool's own CPU profile of the publish phase to this file")
+	flag.StringVar(&c.serverProfile, "server-profile", "", "write the server's CPU profile of the publish phase (through -admin's /debug/pprof) to this file")
 	refAddr := flag.String("serve-reference", "", "run the reference gorilla push server on this loopback address until -timeout, instead of a load")
 	report := flag.String("report", "", "print a markdown table (medians per label) of the JSON lines in this file, and exit")
 	flag.Parse()
@@ -109,7 +116,7 @@ func main() {
 
 // result is one run's figures.
 type result struct {
-	Label, Target                    string
+	Label, Target, Transport         string
 	Conns, Users, Events             int
 	Publishes, Failed                int64
 	ConnectSeconds, ConnsPerSec      float64
@@ -125,6 +132,7 @@ type result struct {
 	HTTPP50ms, HTTPP99ms             float64
 	ServerCPUusPerDelivery           float64
 	AllServersCPUusPerDelivery       float64 `json:",omitempty"` // every -cpu-pids process
+	FloorUsPerWrite, FloorRatio      float64 // bench/floor's figure of the same run, and server µs/delivery over it
 	ToolCPUusPerDelivery             float64
 	ServerCPUPercent, ToolCPUPercent float64
 	Load1                            float64 // the machine's 1-minute load average when the run started
@@ -136,14 +144,19 @@ func run(ctx context.Context, c config) (*result, error) {
 	if err := raiseNoFile(uint64(c.conns) + 1024); err != nil {
 		return nil, err
 	}
-	r := &result{Label: c.label, Target: c.plan.target, Conns: c.conns, Users: c.plan.users, Events: c.plan.events, OfferedRate: c.plan.rate, Load1: loadAvg()}
+	switch c.transport {
+	case transportWS, transportSSE, transportSSEH2:
+	default:
+		return nil, fmt.Errorf("-transport %q: want ws, sse or sse-h2", c.transport)
+	}
+	r := &result{Label: c.label, Target: c.plan.target, Transport: c.transport, FloorUsPerWrite: c.floorUs, Conns: c.conns, Users: c.plan.users, Events: c.plan.events, OfferedRate: c.plan.rate, Load1: loadAvg()}
 	base, baseMem, err := gcAndMeasure(ctx, c.admin, c.pid)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	logf("connecting %d subscribers (%d users x %d events, from %d source addresses)...", c.conns, c.plan.users, c.plan.events, c.srcIPs)
+	logf("connecting %d %s subscribers (%d users x %d events, from %d source addresses)...", c.conns, c.transport, c.plan.users, c.plan.events, c.srcIPs)
 	start := time.Now()
-	f, err := dialAll(ctx, c.ws, c.conns, c.plan.users, c.plan.events, c.srcIPs, c.dialPar, []byte(c.secret))
+	f, err := dialAll(ctx, c.ws, c.transport, c.conns, c.plan.users, c.plan.events, c.srcIPs, c.h2Streams, c.dialPar, []byte(c.secret))
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +195,10 @@ func run(ctx context.Context, c config) (*result, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var profDone <-chan error
+	if c.serverProfile != "" && c.admin != "" {
+		profDone = serverProfile(ctx, c.admin, c.serverProfile, c.plan.expectedDuration())
+	}
 	srvCPU0, _ := procCPU(c.pid)
 	allCPU0 := pidsCPU()
 	toolCPU0 := selfCPU()
@@ -196,6 +213,13 @@ func run(ctx context.Context, c config) (*result, error) {
 	srvCPU1, _ := procCPU(c.pid)
 	allCPU1 := pidsCPU()
 	toolCPU1 := selfCPU()
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			logf("server profile: %v", err)
+		} else {
+			logf("server CPU profile of the publish phase: %s", c.serverProfile)
+		}
+	}
 
 	r.Publishes, r.Failed, r.ServerDelivered = pr.sent, pr.failed, pr.delivered
 	if pr.firstErr != nil {
@@ -221,6 +245,9 @@ func run(ctx context.Context, c config) (*result, error) {
 		r.ServerCPUusPerDelivery = float64(srvCPU1-srvCPU0) / float64(time.Microsecond) / float64(r.Received)
 		r.ToolCPUusPerDelivery = float64(toolCPU1-toolCPU0) / float64(time.Microsecond) / float64(r.Received)
 		r.AllServersCPUusPerDelivery = float64(allCPU1-allCPU0) / float64(time.Microsecond) / float64(r.Received)
+		if c.floorUs > 0 {
+			r.FloorRatio = r.ServerCPUusPerDelivery / c.floorUs
+		}
 	}
 	r.ServerCPUPercent = 100 * (srvCPU1 - srvCPU0).Seconds() / wall
 	r.ToolCPUPercent = 100 * (toolCPU1 - toolCPU0).Seconds() / wall
@@ -264,8 +291,8 @@ func expectedTotal(p *publishPlan, n int) int64 {
 }
 
 func (r *result) print(w *os.File) {
-	fmt.Fprintf(w, "%s conns=%d target=%s publishes=%d offered=%s/s achieved=%.0f/s | deliveries/s=%.0f received=%d lost=%d expected=%d | latency p50=%.2fms p90=%.2fms p99=%.2fms max=%.1fms | http p50=%.2fms p99=%.2fms | cpu/delivery server=%.2fus tool=%.2fus (server %.0f%%, tool %.0f%%) | idle RSS/conn=%.2fKiB heap=%.2fKiB stack=%.2fKiB goroutines/conn=%.2f | connect %.0f/s | closes=%v\n",
-		r.Label, r.Conns, r.Target, r.Publishes, rateStr(r.OfferedRate), r.PublishRate, r.DeliveriesPerSec, r.Received, r.Lost, r.Expected,
+	fmt.Fprintf(w, "%s transport=%s floor=%.2fus (x%.2f) conns=%d target=%s publishes=%d offered=%s/s achieved=%.0f/s | deliveries/s=%.0f received=%d lost=%d expected=%d | latency p50=%.2fms p90=%.2fms p99=%.2fms max=%.1fms | http p50=%.2fms p99=%.2fms | cpu/delivery server=%.2fus tool=%.2fus (server %.0f%%, tool %.0f%%) | idle RSS/conn=%.2fKiB heap=%.2fKiB stack=%.2fKiB goroutines/conn=%.2f | connect %.0f/s | closes=%v\n",
+		r.Label, r.Transport, r.FloorUsPerWrite, r.FloorRatio, r.Conns, r.Target, r.Publishes, rateStr(r.OfferedRate), r.PublishRate, r.DeliveriesPerSec, r.Received, r.Lost, r.Expected,
 		r.P50ms, r.P90ms, r.P99ms, r.MaxMs, r.HTTPP50ms, r.HTTPP99ms, r.ServerCPUusPerDelivery, r.ToolCPUusPerDelivery,
 		r.ServerCPUPercent, r.ToolCPUPercent, r.RSSPerConnKiB, r.HeapPerConnKiB, r.StackPerConnKiB, r.GoroutinesPerConn, r.ConnsPerSec, r.UnexpectedCloses)
 }

@@ -29,6 +29,15 @@ type publishPlan struct {
 	maxDur        time.Duration // the phase stops by itself after this
 }
 
+// expectedDuration is how long the publish phase should take at the
+// offered rate (with no rate: a guess of 10 s), bounded by maxDur.
+func (p *publishPlan) expectedDuration() time.Duration {
+	if p.rate <= 0 {
+		return min(p.maxDur, 10*time.Second)
+	}
+	return min(p.maxDur, time.Duration(float64(p.count)/p.rate*float64(time.Second)))
+}
+
 // publishResult sums what the server answered.
 type publishResult struct {
 	sent, failed   int64

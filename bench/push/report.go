@@ -38,8 +38,8 @@ func printReport(w io.Writer, path string) error {
 	if err := sc.Err(); err != nil {
 		return err
 	}
-	fmt.Fprintln(w, "| cell | N | target | publishes offered/achieved per s | deliveries/s | p50 / p99 ms | server µs/delivery | tool µs/delivery | RSS KiB/idle conn (heap, stack) | clean runs | load1 |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| cell | transport | N | target | publishes offered/achieved per s | deliveries/s | p50 / p99 ms | server µs/delivery | floor µs/write | × floor | tool µs/delivery | RSS KiB/idle conn (heap, stack) | clean runs | load1 |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, label := range order {
 		// Medians over clean runs only (nothing lost, no failed publish,
 		// no connection closed under the load); the others are counted.
@@ -75,11 +75,22 @@ func printReport(w io.Writer, path string) error {
 			// Every node and broker server of the run (-cpu-pids).
 			srv += fmt.Sprintf(" (all servers %.1f)", med(func(r result) float64 { return r.AllServersCPUusPerDelivery }))
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %s | %.1f | %s | %d/%d | %.1f |\n",
-			label, rs[0].Conns, rs[0].Target, rateStr(rs[0].OfferedRate), med(func(r result) float64 { return r.PublishRate }),
+		floor, ratio := "-", "-"
+		if rs[0].FloorUsPerWrite > 0 {
+			// The ratio's median is over the runs' own ratios: each run's
+			// server figure is divided by the floor measured beside it.
+			floor = fmt.Sprintf("%.1f", med(func(r result) float64 { return r.FloorUsPerWrite }))
+			ratio = fmt.Sprintf("%.2f", med(func(r result) float64 { return r.FloorRatio }))
+		}
+		transport := rs[0].Transport
+		if transport == "" {
+			transport = transportWS
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %s | %s | %s | %.1f | %s | %d/%d | %.1f |\n",
+			label, transport, rs[0].Conns, rs[0].Target, rateStr(rs[0].OfferedRate), med(func(r result) float64 { return r.PublishRate }),
 			med(func(r result) float64 { return r.DeliveriesPerSec }),
 			med(func(r result) float64 { return r.P50ms }), med(func(r result) float64 { return r.P99ms }),
-			srv, med(func(r result) float64 { return r.ToolCPUusPerDelivery }),
+			srv, floor, ratio, med(func(r result) float64 { return r.ToolCPUusPerDelivery }),
 			mem, len(rs), len(rs)+unclean, med(func(r result) float64 { return r.Load1 }))
 	}
 	return nil

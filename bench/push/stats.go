@@ -188,3 +188,20 @@ func adminGet(ctx context.Context, url string, w io.Writer) error {
 	_, err = io.Copy(w, resp.Body)
 	return err
 }
+
+// serverProfile fetches the server's CPU profile over d (at least 1 s)
+// through the admin API into path; the channel gets the outcome.
+func serverProfile(ctx context.Context, admin, path string, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		f, err := os.Create(path)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer f.Close()
+		secs := max(1, int(d.Round(time.Second)/time.Second))
+		done <- adminGet(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", admin, secs), f)
+	}()
+	return done
+}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,9 +21,11 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// subscriber is one WebSocket connection of the load.
+// subscriber is one connection of the load: a WebSocket, or an SSE stream
+// (stop ends it).
 type subscriber struct {
 	ws    *websocket.Conn
+	stop  func()
 	user  string
 	event string
 }
@@ -36,6 +39,7 @@ type fleet struct {
 	latency   histogram
 	closesMu  sync.Mutex
 	closes    map[string]int // close code (or read error) -> count
+	closing   atomic.Bool    // closeAll started: read errors are the tool's doing
 	readersWG sync.WaitGroup
 }
 
@@ -60,8 +64,12 @@ func tokenFor(user string, secret []byte) (string, error) {
 // dialAll opens n subscribers with at most par dials in flight, spreading
 // the source addresses over srcIPs loopback addresses (127.0.0.1 ...) so
 // 10 000+ connections do not exhaust one address's ephemeral ports.
-func dialAll(ctx context.Context, url string, n, users, events, srcIPs, par int, secret []byte) (*fleet, error) {
+func dialAll(ctx context.Context, url, transport string, n, users, events, srcIPs, h2Streams, par int, secret []byte) (*fleet, error) {
 	f := &fleet{subs: make([]*subscriber, n), closes: map[string]int{}}
+	var sse *sseClients
+	if transport != transportWS {
+		sse = newSSEClients(transport, srcIPs, (n+h2Streams-1)/max(1, h2Streams))
+	}
 	dialers := make([]*websocket.Dialer, srcIPs)
 	for k := range dialers {
 		nd := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+k))}}
@@ -78,7 +86,13 @@ func dialAll(ctx context.Context, url string, n, users, events, srcIPs, par int,
 	for range par {
 		wg.Go(func() {
 			for i := range idx {
-				if err := f.dialOne(ctx, dialers[i%srcIPs], url, i, users, events, secret); err != nil {
+				var err error
+				if sse != nil {
+					err = f.dialSSE(ctx, sse.clients[i%len(sse.clients)], url, i, users, events, secret)
+				} else {
+					err = f.dialOne(ctx, dialers[i%srcIPs], url, i, users, events, secret)
+				}
+				if err != nil {
 					errc <- fmt.Errorf("subscriber %d: %w", i, err)
 					return
 				}
@@ -153,6 +167,8 @@ func (f *fleet) dialOne(ctx context.Context, d *websocket.Dialer, url string, i,
 
 var stampKey = []byte(`{"t":`)
 
+var digits = regexp.MustCompile(`[0-9]+`)
+
 // read counts deliveries and records publish-to-receive latency from the
 // stamp the publisher put first in the payload, {"t":<unix ns>,...}. It
 // reads each frame into one reused buffer and scans bytes rather than
@@ -181,24 +197,30 @@ func (f *fleet) read(s *subscriber) {
 				return
 			}
 		}
-		now := time.Now().UnixNano()
-		i := bytes.Index(buf, stampKey)
-		if i < 0 {
-			continue // an ack or error frame, not a delivery
-		}
-		j := i + len(stampKey)
-		var ts int64
-		for ; j < len(buf) && buf[j] >= '0' && buf[j] <= '9'; j++ {
-			ts = ts*10 + int64(buf[j]-'0')
-		}
-		f.latency.record(time.Duration(now - ts))
-		f.received.Add(1)
-		f.bytes.Add(int64(len(buf)))
-		for {
-			last := f.lastRecv.Load()
-			if now <= last || f.lastRecv.CompareAndSwap(last, now) {
-				break
-			}
+		f.delivery(buf)
+	}
+}
+
+// delivery counts one message frame (WebSocket) or event data (SSE) and
+// records its latency; other frames (acks, errors) are not deliveries.
+func (f *fleet) delivery(buf []byte) {
+	now := time.Now().UnixNano()
+	i := bytes.Index(buf, stampKey)
+	if i < 0 {
+		return
+	}
+	j := i + len(stampKey)
+	var ts int64
+	for ; j < len(buf) && buf[j] >= '0' && buf[j] <= '9'; j++ {
+		ts = ts*10 + int64(buf[j]-'0')
+	}
+	f.latency.record(time.Duration(now - ts))
+	f.received.Add(1)
+	f.bytes.Add(int64(len(buf)))
+	for {
+		last := f.lastRecv.Load()
+		if now <= last || f.lastRecv.CompareAndSwap(last, now) {
+			break
 		}
 	}
 }
@@ -208,18 +230,32 @@ func (f *fleet) noteClose(err error) {
 	var ce *websocket.CloseError
 	if errors.As(err, &ce) {
 		key = "close " + strconv.Itoa(ce.Code)
+	} else if errors.Is(err, errSSEClose) {
+		key = err.Error()
 	} else if errors.Is(err, net.ErrClosed) {
 		key = "closed by the tool"
+	} else if errors.Is(err, io.EOF) {
+		key = "end of stream without a close"
+	} else if err != nil {
+		// Stream resets and the like, with ids and addresses left out so
+		// that the same cause counts under one key.
+		key = "read error: " + digits.ReplaceAllString(err.Error(), "N")
 	}
 	f.closesMu.Lock()
 	f.closes[key]++
 	f.closesMu.Unlock()
 }
 
-// closeAll closes every connection with 1000 and waits for the readers.
+// closeAll closes every connection (WebSockets with 1000) and waits for
+// the readers.
 func (f *fleet) closeAll() {
+	f.closing.Store(true)
 	for _, s := range f.subs {
 		if s == nil {
+			continue
+		}
+		if s.stop != nil {
+			s.stop()
 			continue
 		}
 		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")

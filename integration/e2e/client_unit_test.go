@@ -14,7 +14,9 @@ func TestClientUnitTests(t *testing.T) {
 	need(t, "node")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "--test", filepath.Join(repoRoot, "client", "caddyws-push.test.mjs"))
+	cmd := exec.CommandContext(ctx, "node", "--test",
+		filepath.Join(repoRoot, "client", "caddyws-push.test.mjs"),
+		filepath.Join(repoRoot, "client", "caddyws-push-sse.test.mjs"))
 	cmd.Dir = repoRoot
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -14,8 +14,9 @@ import (
 // pushSite is a push setup as users deploy it: subscribers at /ws (token
 // file: alice and bob), backends publish at /push with a bearer key, history
 // on so reconnecting clients recover; /token hands the browser page its token
-// (standing in for the app's own session endpoint); the client module and a
-// test page are served from the repository.
+// (standing in for the app's own session endpoint), /login sets it as the
+// HttpOnly token cookie instead (for SSE, where EventSource cannot send a
+// header); the client module and a test page are served from the repository.
 const pushSite = `
 https://localhost:@HTTPS@ {
 	tls internal
@@ -38,6 +39,10 @@ https://localhost:@HTTPS@ {
 		header Cache-Control no-store
 		respond "alice-token"
 	}
+	route /login {
+		header Set-Cookie "caddyws_token=alice-token; Path=/ws; HttpOnly; Secure; SameSite=Strict"
+		respond 204
+	}
 	route /caddyws-push.js {
 		root * @ROOT@/client
 		file_server
@@ -51,14 +56,31 @@ https://localhost:@HTTPS@ {
 
 const pushKey = "e2e-publish-key"
 
+// blockUpgrades is what a proxy that breaks WebSockets does: every upgrade
+// is refused before it reaches websocket_push (inside the route, in order;
+// a separate route without a path would be sorted after route /ws).
+const blockUpgrades = `
+		@upgrade header Upgrade websocket
+		respond @upgrade "WebSocket upgrades are blocked here" 403`
+
 // startPush runs Caddy with pushSite.
 func startPush(t *testing.T) *caddyProc {
+	return startPushSite(t, pushSite)
+}
+
+// startPushSite runs Caddy with a variant of pushSite.
+func startPushSite(t *testing.T, site string) *caddyProc {
 	t.Helper()
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	if err := os.WriteFile(tokens, []byte("alice-token: alice\nbob-token: bob\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return startCaddy(t, pushSite, map[string]string{"@TOKENS@": tokens})
+	return startCaddy(t, site, map[string]string{"@TOKENS@": tokens})
+}
+
+// pushSiteBlockingUpgrades is pushSite behind blockUpgrades.
+func pushSiteBlockingUpgrades() string {
+	return strings.Replace(pushSite, "\troute /ws {", "\troute /ws {"+blockUpgrades, 1)
 }
 
 // publish POSTs a message as a backend and returns the publish response.

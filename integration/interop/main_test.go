@@ -5,11 +5,12 @@
 // wrote. Same bytes in, same bytes out, on both peers. The exec upstream
 // (a program per connection) is compared the same way with Debian's
 // websocketd and gorilla/websocket's examples/command server, all three
-// running testdata/lines.sh.
+// running testdata/lines.sh. sse_test.go runs the SSE clients none of us
+// wrote (curl -N, npm's eventsource) against websocket_push.
 //
-// Needs websockify and websocketd (apt-get install websockify websocketd)
-// and node with npm; each missing one skips its tests with a loud message.
-// .ci/run installs them.
+// Needs websockify and websocketd (apt-get install websockify websocketd),
+// curl and node with npm; each missing one skips its tests with a loud
+// message. .ci/run installs them.
 // CADDYWS_CADDY=/path/to/caddy uses a prebuilt binary instead of building.
 package interop
 

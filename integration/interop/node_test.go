@@ -41,7 +41,7 @@ var nodeDeps struct {
 	err  error
 }
 
-// nodeDir returns interop/node with its dependencies installed (npm ci from
+// nodeDir returns interop/node with its dependencies (ws, eventsource) installed (npm ci from
 // the lockfile when node_modules is missing). It skips loudly without node.
 func nodeDir(t *testing.T) string {
 	t.Helper()
@@ -53,7 +53,13 @@ func nodeDir(t *testing.T) string {
 				"the Node `ws` half of the interop suite DID NOT RUN"
 			return
 		}
-		if _, err := os.Stat(filepath.Join(nodeDeps.dir, "node_modules", "ws", "package.json")); err == nil {
+		installed := true
+		for _, pkg := range []string{"ws", "eventsource"} {
+			if _, err := os.Stat(filepath.Join(nodeDeps.dir, "node_modules", pkg, "package.json")); err != nil {
+				installed = false
+			}
+		}
+		if installed {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

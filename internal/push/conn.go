@@ -18,16 +18,23 @@ type item struct {
 	stream string
 	offset uint64
 	at     int64
-	close  bool // the close frame: last thing written
-	pong   bool // a pong: at most one waits, carrying the latest payload
-	ping   bool // a keepalive ping: at most one waits
+	// epoch completes stream/offset for the transports that tell the
+	// client its position with every frame (SSE ids); an item with a
+	// stream moves that position, including a recovered:false frame.
+	epoch string
+	close bool // the close frame: last thing written
+	pong  bool // a pong: at most one waits, carrying the latest payload
+	ping  bool // a keepalive ping: at most one waits
 }
 
 // Conn is one subscriber. Its reader is the goroutine running serve; its
 // writer is a goroutine started when frames are queued and ended when the
 // queue is empty, so an idle connection costs one goroutine, not two.
 type Conn struct {
-	hub  *Hub
+	hub *Hub
+	// tr writes the frames (WebSocket frames or SSE events); ws and nc are
+	// the WebSocket reader's (nil for SSE).
+	tr   transport
 	ws   *websocket.Conn
 	nc   net.Conn
 	id   uint64
@@ -35,6 +42,9 @@ type Conn struct {
 	// allowed lists the events the identity may subscribe to (nil: any).
 	allowed map[string]struct{}
 	expires time.Time
+	// quiet lists the streams recovered without a recovered frame (set
+	// before connect, read by recover on the same goroutine).
+	quiet map[string]struct{}
 
 	// events is guarded by hub.mu.
 	events map[string]struct{}
@@ -108,14 +118,22 @@ func (c *Conn) pushLocked(it item) {
 // bypasses the recovery buffer (these go out before held-back live frames)
 // but not the budget: a client that makes the server queue more than the
 // budget without reading is closed with 4029 like any slow consumer.
-func (c *Conn) send(data []byte) { c.sendItem(item{data: data}) }
+// typ is the frame's type ("connected", "recovered", ...), payload its
+// JSON.
+func (c *Conn) send(typ string, payload []byte) { c.sendItem(item{data: c.tr.control(typ, payload)}) }
+
+// sendAt is send for a frame that moves the client's position on stream
+// (a recovered:false frame).
+func (c *Conn) sendAt(typ string, payload []byte, stream string, pos Position) {
+	c.sendItem(item{data: c.tr.control(typ, payload), stream: stream, offset: pos.Offset, epoch: pos.Epoch})
+}
 
 // sendPong queues a pong; while one waits unsent, it only takes the latest
 // payload, so a ping flood costs one frame.
 func (c *Conn) sendPong(data []byte) { c.sendItem(item{data: data, pong: true}) }
 
 // sendPing queues a keepalive ping unless one already waits.
-func (c *Conn) sendPing() { c.sendItem(item{data: pingFrame, ping: true}) }
+func (c *Conn) sendPing() { c.sendItem(item{data: c.tr.ping(), ping: true}) }
 
 func (c *Conn) sendItem(it item) {
 	c.mu.Lock()
@@ -180,7 +198,7 @@ func (c *Conn) closeWith(code int, reason string, drain bool) {
 		c.queue = c.queue[:0]
 		c.queued = 0
 	}
-	c.pushLocked(item{data: closeFrame(code, reason), close: true})
+	c.pushLocked(item{data: c.tr.closeFrame(code, reason), close: true})
 }
 
 // Close closes the connection with code and reason (e.g. an operator drop).
@@ -224,7 +242,7 @@ func (c *Conn) writeLoop() {
 				break
 			}
 		}
-		err := c.writeBatch(batch[:n])
+		err := c.tr.write(batch[:n])
 		if err == nil {
 			now := time.Now().UnixNano()
 			delivered := 0
@@ -254,14 +272,7 @@ func (c *Conn) writeLoop() {
 			c.pending, c.pendingBytes = nil, 0
 			readerDone := c.readerDone
 			c.mu.Unlock()
-			if err != nil {
-				_ = c.nc.Close()
-			} else if readerDone {
-				lingerClose(c.nc, h.opts.CloseGrace)
-			} else {
-				// Let the reader see the peer's close frame, briefly.
-				_ = c.nc.SetReadDeadline(time.Now().Add(h.opts.CloseGrace))
-			}
+			c.tr.end(err, readerDone)
 			return
 		}
 		c.mu.Unlock()
@@ -289,18 +300,19 @@ func batchCut(q []item) int {
 
 // writeBatch writes frames with one syscall where the connection allows:
 // writev on TCP, one concatenated write otherwise (e.g. TLS, one record).
-func (c *Conn) writeBatch(batch []item) error {
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+// The deadline is armed once for the batch.
+func writeBatch(nc net.Conn, timeout time.Duration, batch []item) error {
+	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
 	if len(batch) == 1 {
-		_, err := c.nc.Write(batch[0].data)
+		_, err := nc.Write(batch[0].data)
 		return err
 	}
-	if _, ok := c.nc.(*net.TCPConn); ok {
+	if _, ok := nc.(*net.TCPConn); ok {
 		bufs := make(net.Buffers, len(batch))
 		for i := range batch {
 			bufs[i] = batch[i].data
 		}
-		_, err := bufs.WriteTo(c.nc)
+		_, err := bufs.WriteTo(nc)
 		return err
 	}
 	size := 0
@@ -312,7 +324,7 @@ func (c *Conn) writeBatch(batch []item) error {
 	for i := range batch {
 		b = append(b, batch[i].data...)
 	}
-	_, err := c.nc.Write(b)
+	_, err := nc.Write(b)
 	*bp = b
 	putBuf(bp)
 	return err

@@ -132,14 +132,14 @@ func (h *Hub) Options() Options { return h.opts }
 // Reserve takes a connection slot before the upgrade; it fails with ErrFull
 // over MaxConnections. The slot is released when the connection served
 // with Serve ends (or by Release when the upgrade fails).
-func (h *Hub) Reserve() error {
+func (h *Hub) Reserve(t Transport) error {
 	if h.ctx.Err() != nil {
 		return ErrClosed
 	}
 	n := h.reserved.Add(1)
 	if h.opts.MaxConnections > 0 && n > int64(h.opts.MaxConnections) {
 		h.reserved.Add(-1)
-		h.metrics.dropped("max_connections")
+		h.metrics.dropped("max_connections", t)
 		return ErrFull
 	}
 	return nil
@@ -169,7 +169,8 @@ func (h *Hub) untrack(c *Conn) {
 
 // register puts an authenticated connection in the index with its first
 // events, enforcing the per-user limit.
-// hello is queued under the index lock so it precedes any message.
+// hello (the connected frame's JSON) is queued under the index lock so it
+// precedes any message.
 func (h *Hub) register(c *Conn, events []string, hello []byte) *errClose {
 	h.mu.Lock()
 	if h.closed {
@@ -190,9 +191,9 @@ func (h *Hub) register(c *Conn, events []string, hello []byte) *errClose {
 		c.events[e] = struct{}{}
 		addTo(h.events, e, c)
 	}
-	c.send(hello)
+	c.send("connected", hello)
 	h.mu.Unlock()
-	h.metrics.Connections.Inc()
+	h.metrics.Connections(c.tr.kind()).Inc()
 	h.metrics.Subscriptions.Add(float64(len(events)))
 	streams := make([]string, 0, len(events)+2)
 	streams = append(streams, streamAll)
@@ -228,7 +229,7 @@ func (h *Hub) unregister(c *Conn) {
 	}
 	n := len(c.events)
 	h.mu.Unlock()
-	h.metrics.Connections.Dec()
+	h.metrics.Connections(c.tr.kind()).Dec()
 	h.metrics.Subscriptions.Sub(float64(n))
 	h.dropInterest(streams)
 }
@@ -358,7 +359,7 @@ func (h *Hub) Close() error {
 	case <-time.After(h.opts.CloseGrace + 2*time.Second):
 		// Peers that neither answer nor drain: cut them.
 		for _, c := range conns {
-			_ = c.nc.Close()
+			c.tr.abort()
 		}
 		<-done
 	}

@@ -43,7 +43,7 @@ func serveTestHubOn(tb testing.TB, opts Options, co ConnOptions, b broker.Broker
 	}
 	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferPool: &sync.Pool{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(); err != nil {
+		if err := h.Reserve(TransportWebSocket); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
@@ -212,7 +212,7 @@ func TestIdentityExpiryAndAuthErrors(t *testing.T) {
 	defer h.Close()
 	up := websocket.Upgrader{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = h.Reserve()
+		_ = h.Reserve(TransportWebSocket)
 		ws, err := up.Upgrade(w, r, nil)
 		if err != nil {
 			h.Release()

@@ -41,7 +41,7 @@ func (h *Hub) sweep() {
 				if c.expired(now) {
 					h.unregister(c)
 					c.closeWith(CloseUnauthorized, "token expired", false)
-					h.metrics.dropped("unauthorized")
+					h.metrics.dropped("unauthorized", c.tr.kind())
 					continue
 				}
 				// Unauthenticated connections get no keepalive: their

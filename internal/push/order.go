@@ -40,7 +40,7 @@ type pendingPublish struct {
 	pos             broker.Position
 	env             *envelope
 	at              int64
-	shared          *[]byte
+	shared          *messageFrames
 	n               int           // local recipients, set on delivery
 	ready           chan struct{} // closed when delivered or failed
 }
@@ -82,7 +82,7 @@ func (o *publishOrder) release(stream string, s *streamOrder) {
 // id (a retry racing its first attempt: wait for it, then look again).
 // seen runs with the stream's state locked: a publish records its id before
 // it finishes, so no retry slips between the two.
-func (o *publishOrder) begin(stream, id string, env *envelope, shared *[]byte, seen func() bool) (p, busy *pendingPublish, dup bool) {
+func (o *publishOrder) begin(stream, id string, env *envelope, shared *messageFrames, seen func() bool) (p, busy *pendingPublish, dup bool) {
 	s := o.stream(stream)
 	defer o.release(stream, s)
 	if q := s.ids[id]; q != nil {

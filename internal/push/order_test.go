@@ -42,7 +42,7 @@ func heldHub(t *testing.T, hist broker.History) (*Hub, *heldBroker, string) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_ = h.Reserve()
+		_ = h.Reserve(TransportWebSocket)
 		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
 		if err != nil {
 			h.Release()

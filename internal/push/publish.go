@@ -52,7 +52,7 @@ func (h *Hub) Publish(ctx context.Context, p PublishRequest) (PublishResult, err
 	if err != nil {
 		return res, fmt.Errorf("encoding message: %w", err)
 	}
-	var shared []byte
+	var shared messageFrames
 	pub := func(stream, user string) error {
 		e := env
 		e.User = user
@@ -97,7 +97,7 @@ func (h *Hub) Publish(ctx context.Context, p PublishRequest) (PublishResult, err
 // When the broker's outcome is unknown (ErrMaybeStored) nothing is
 // delivered here: if the message was stored, the broker hands it back
 // through fromBroker, once, like to every other node.
-func (h *Hub) publishStream(ctx context.Context, stream string, data []byte, env *envelope, shared *[]byte) (n int, dup bool, err error) {
+func (h *Hub) publishStream(ctx context.Context, stream string, data []byte, env *envelope, shared *messageFrames) (n int, dup bool, err error) {
 	var p *pendingPublish
 	seen := func() bool { return h.recent.seen(stream, env.ID) }
 	for {
@@ -163,28 +163,34 @@ func (h *Hub) fromBroker(m broker.Message) {
 }
 
 // deliver queues env to every local connection it addresses on stream. The
-// frame is built on the first recipient (none: no cost); with shared, a
-// frame without position fields is built once for every stream.
-func (h *Hub) deliver(env *envelope, stream string, pos broker.Position, at int64, shared *[]byte) int {
+// frame of each transport is built on its first recipient (none: no cost);
+// with shared, a frame without position fields is built once for every
+// stream.
+func (h *Hub) deliver(env *envelope, stream string, pos broker.Position, at int64, shared *messageFrames) int {
 	withPos := h.opts.History.Size > 0
-	var frame []byte
-	build := func() []byte {
+	var frames messageFrames
+	var payload []byte
+	build := func(k Transport) []byte {
+		i := k.index()
 		switch {
-		case frame != nil:
-		case !withPos && shared != nil && *shared != nil:
-			frame = *shared
+		case frames[i] != nil:
+		case !withPos && shared != nil && shared[i] != nil:
+			frames[i] = shared[i]
 		default:
-			frame = textFrame(messageFrame(env, stream, pos, withPos))
+			if payload == nil {
+				payload = messageFrame(env, stream, pos, withPos)
+			}
+			frames[i] = encodeMessage(k, payload, env.Event)
 			if !withPos && shared != nil {
-				*shared = frame
+				shared[i] = frames[i]
 			}
 		}
-		return frame
+		return frames[i]
 	}
 	var slow []*Conn
 	n := 0
 	try := func(c *Conn) {
-		ok, overflow := c.enqueue(item{data: build(), stream: stream, offset: pos.Offset, at: at})
+		ok, overflow := c.enqueue(item{data: build(c.tr.kind()), stream: stream, offset: pos.Offset, epoch: pos.Epoch, at: at})
 		if ok {
 			n++
 		} else if overflow {
@@ -255,7 +261,7 @@ func (h *Hub) dropSlow(c *Conn) {
 		return
 	}
 	c.closeWith(CloseSlow, "slow consumer", false)
-	h.metrics.dropped("slow")
+	h.metrics.dropped("slow", c.tr.kind())
 	if ce := h.log.Check(zap.DebugLevel, "closing slow subscriber"); ce != nil {
 		ce.Write(zap.String("user", c.user))
 	}

@@ -57,7 +57,7 @@ func (h *Hub) recover(c *Conn, req map[string]Position) *errClose {
 			break // dropped or gone: the other streams would be discarded
 		}
 		if !h.mayRead(c, stream) {
-			c.send(textFrame(errorFrame("forbidden", "stream not readable: "+stream)))
+			c.send("error", errorFrame("forbidden", "stream not readable: "+stream))
 			continue
 		}
 		top, ok, ce := h.replay(c, stream, pos)

@@ -37,10 +37,12 @@ func (h *Hub) replay(c *Conn, stream string, pos Position) (uint64, bool, *errCl
 	if err != nil {
 		// Nothing is replayed, so every held-back live frame is new to
 		// the client: none is skipped.
-		c.send(textFrame(recoveredFrame(stream, false, cur)))
+		c.sendAt("recovered", recoveredFrame(stream, false, cur), stream, cur)
 		return 0, false, nil
 	}
-	c.send(textFrame(recoveredFrame(stream, true, cur)))
+	if _, quiet := c.quiet[stream]; !quiet {
+		c.send("recovered", recoveredFrame(stream, true, cur))
+	}
 	top := pos.Offset
 	alive := h.opts.PingInterval + h.opts.PongTimeout
 	for {
@@ -56,20 +58,22 @@ func (h *Hub) replay(c *Conn, stream string, pos Position) (uint64, bool, *errCl
 			if json.Unmarshal(m.Data, &env) != nil || !h.matches(c, stream, &env) {
 				continue
 			}
-			f := textFrame(messageFrame(&env, stream, m.Position, true))
+			f := encodeMessage(c.tr.kind(), messageFrame(&env, stream, m.Position, true), env.Event)
 			if !c.waitRoom(len(f)) {
 				// Closing (dropped, gone, or the hub stops): the rest
 				// would only be discarded.
 				return top, true, nil
 			}
-			c.send(f)
+			c.sendItem(item{data: f, stream: stream, offset: m.Position.Offset, epoch: m.Position.Epoch})
 		}
 		if top >= cur.Offset || len(msgs) < limit {
 			break
 		}
 		// The client takes what is sent: it is alive although its
 		// reader (this goroutine) is busy replaying.
-		_ = c.nc.SetReadDeadline(time.Now().Add(alive))
+		if c.nc != nil {
+			_ = c.nc.SetReadDeadline(time.Now().Add(alive))
+		}
 		if biggest > 0 {
 			limit = min(max(h.opts.QueueBytes/2/biggest, 1), maxReplayPage)
 		}

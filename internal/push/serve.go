@@ -47,7 +47,9 @@ func (e errClose) Error() string { return fmt.Sprintf("close %d: %s", e.code, e.
 // run): call it with go. ws must be freshly upgraded; the slot reserved
 // with Reserve is released when the connection ends.
 func (h *Hub) Serve(ws *websocket.Conn, s ConnOptions) {
-	c := &Conn{hub: h, ws: ws, nc: ws.NetConn(), id: h.seq.Add(1)}
+	nc := ws.NetConn()
+	c := &Conn{hub: h, ws: ws, nc: nc, id: h.seq.Add(1),
+		tr: &wsTransport{nc: nc, grace: h.opts.CloseGrace, wt: h.opts.WriteTimeout}}
 	h.track(c)
 
 	ws.SetReadLimit(s.MaxFrameSize)
@@ -91,13 +93,13 @@ func (h *Hub) run(c *Conn, s ConnOptions, alive time.Duration, start time.Time, 
 	}
 	defer h.untrack(c)
 	if ce := h.log.Check(zap.DebugLevel, "subscriber ended"); ce != nil {
-		ce.Write(zap.String("user", c.user), zap.String("remote", s.Remote),
+		ce.Write(zap.String("user", c.user), zap.String("remote", s.Remote), zap.String("transport", string(TransportWebSocket)),
 			zap.Int("close_code", code), zap.String("reason", reason), zap.Duration("duration", time.Since(start)))
 	}
 	if code != 0 {
 		c.closeWith(code, reason, code == CloseNormal)
 		if code != CloseNormal {
-			h.metrics.dropped(reasonFor(code))
+			h.metrics.dropped(reasonFor(code), TransportWebSocket)
 		}
 	}
 	h.unregister(c)
@@ -204,7 +206,7 @@ func (h *Hub) handleFrame(c *Conn, s ConnOptions, f ClientFrame) *errClose {
 		return h.subscribe(c, s, f.Events, f.Recover, "subscribed")
 	case "unsubscribe":
 		h.unsubscribe(c, f.Events)
-		c.send(textFrame(ackFrame("unsubscribed", f.Events)))
+		c.send("unsubscribed", ackFrame("unsubscribed", f.Events))
 	}
 	return nil
 }
@@ -250,7 +252,7 @@ func (h *Hub) connect(c *Conn, s ConnOptions, id auth.Identity, f ClientFrame) *
 		return &errClose{CloseTooManyEvents, "too many events"}
 	}
 	c.startRecovery(len(f.Recover) > 0)
-	if ce := h.register(c, f.Events, textFrame(connectedFrame(c.user, f.Events))); ce != nil {
+	if ce := h.register(c, f.Events, connectedFrame(c.user, f.Events)); ce != nil {
 		c.endRecovery(nil)
 		return ce
 	}
@@ -271,7 +273,7 @@ func (h *Hub) subscribe(c *Conn, s ConnOptions, events []string, rec map[string]
 		if c.mayJoin(e) {
 			ok = append(ok, e)
 		} else {
-			c.send(textFrame(errorFrame("forbidden", "event not allowed: "+e)))
+			c.send("error", errorFrame("forbidden", "event not allowed: "+e))
 		}
 	}
 	c.startRecovery(len(rec) > 0)
@@ -279,7 +281,7 @@ func (h *Hub) subscribe(c *Conn, s ConnOptions, events []string, rec map[string]
 		c.endRecovery(nil)
 		return &errClose{CloseTooManyEvents, "too many events"}
 	}
-	c.send(textFrame(ackFrame(ack, ok)))
+	c.send(ack, ackFrame(ack, ok))
 	return h.recover(c, rec)
 }
 
@@ -302,7 +304,7 @@ func closeCodeFor(c *Conn, err error, log *zap.Logger) (int, string) {
 		c.mu.Lock()
 		c.closing, c.closeSent = true, true // gorilla sent 1009 itself
 		c.mu.Unlock()
-		c.hub.metrics.dropped("frame_too_big")
+		c.hub.metrics.dropped("frame_too_big", TransportWebSocket)
 		return 0, ""
 	case websocket.IsUnexpectedCloseError(err) || websocket.IsCloseError(err):
 		return 0, ""
@@ -311,7 +313,7 @@ func closeCodeFor(c *Conn, err error, log *zap.Logger) (int, string) {
 		if !c.isRegistered() {
 			return CloseAuthTimeout, "authentication timeout"
 		}
-		c.hub.metrics.dropped("dead_peer")
+		c.hub.metrics.dropped("dead_peer", TransportWebSocket)
 		return 0, "" // dead peer: nothing can be written
 	}
 	if ce := log.Check(zap.DebugLevel, "subscriber read ended"); ce != nil {

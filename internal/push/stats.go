@@ -4,11 +4,13 @@ import "sort"
 
 // Stats is a snapshot of a hub for the admin API.
 type Stats struct {
-	Hub         string         `json:"hub"`
-	Connections int            `json:"connections"`
-	Pending     int            `json:"pending_auth"`
-	Users       map[string]int `json:"users"`
-	Events      map[string]int `json:"events"`
+	Hub         string `json:"hub"`
+	Connections int    `json:"connections"`
+	Pending     int    `json:"pending_auth"`
+	// Transports counts the connections by transport (websocket, sse).
+	Transports map[Transport]int `json:"transports"`
+	Users      map[string]int    `json:"users"`
+	Events     map[string]int    `json:"events"`
 }
 
 // Stats counts connections per user and per event.
@@ -19,6 +21,13 @@ func (h *Hub) Stats() Stats {
 		Connections: len(h.all),
 		Users:       make(map[string]int, len(h.users)),
 		Events:      make(map[string]int, len(h.events)),
+		Transports:  make(map[Transport]int, len(Transports)),
+	}
+	for _, t := range Transports {
+		s.Transports[t] = 0
+	}
+	for c := range h.all {
+		s.Transports[c.tr.kind()]++
 	}
 	for u, cs := range h.users {
 		s.Users[u] = len(cs)
@@ -42,15 +51,18 @@ type Presence struct {
 	Online      bool     `json:"online"`
 	Connections int      `json:"connections"`
 	Events      []string `json:"events"`
+	// Transports counts the user's connections by transport.
+	Transports map[Transport]int `json:"transports"`
 }
 
 // Presence reports user's connections and the events they subscribed to.
 func (h *Hub) Presence(user string) Presence {
-	p := Presence{User: user, Events: []string{}}
+	p := Presence{User: user, Events: []string{}, Transports: map[Transport]int{}}
 	h.mu.RLock()
 	seen := map[string]struct{}{}
 	for c := range h.users[user] {
 		p.Connections++
+		p.Transports[c.tr.kind()]++
 		for e := range c.events {
 			if _, ok := seen[e]; !ok {
 				seen[e] = struct{}{}
@@ -78,7 +90,7 @@ func (h *Hub) Drop(user, event string) int {
 	for _, c := range victims {
 		h.unregister(c)
 		c.closeWith(CloseDropped, "dropped by operator", false)
-		h.metrics.dropped("admin")
+		h.metrics.dropped("admin", c.tr.kind())
 	}
 	return len(victims)
 }

@@ -1,0 +1,66 @@
+package caddyws
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go/http3"
+)
+
+// TestSSEOverHTTP3 subscribes with quic-go's HTTP/3 client to Caddy's
+// HTTP/3 server (tls internal) and receives in order.
+func TestSSEOverHTTP3(t *testing.T) {
+	tc, _ := pushCaddy(t, `https://localhost:@HTTPS@ {
+	tls internal
+	websocket_push /sub {
+		hub h3
+		auth token_is_user
+	}
+	websocket_push /push {
+		hub h3
+		publish_key k
+	}
+}`)
+	base := fmt.Sprintf("https://localhost:%d", tc.HTTPSPort)
+	waitTLS(t, tlsClient(true), base)
+	h3 := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	t.Cleanup(func() { h3.Close() })
+	c := &http.Client{Transport: h3}
+	var s *sseStream
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		// Caddy's HTTP/3 listener may come up a little after TCP.
+		resp, err := c.Get(base + "/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no HTTP/3 answer: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s = openSSE(t, c, base+"/sub?token=q&event=e", nil)
+	if s.resp.ProtoMajor != 3 {
+		t.Fatalf("protocol %s, want HTTP/3", s.resp.Proto)
+	}
+	sub := sseSub{s}
+	expectFrame(t, sub, "connected")
+	pc := tlsClient(true)
+	for i := range 20 {
+		req, _ := http.NewRequest(http.MethodPost, base+"/push", strings.NewReader(fmt.Sprintf(`{"event":"e","message":%d}`, i)))
+		req.Header.Set("Authorization", "Bearer k")
+		resp, err := pc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for i := range 20 {
+		expectMessage(t, sub, fmt.Sprint(i), "e")
+	}
+}

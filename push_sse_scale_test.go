@@ -1,0 +1,113 @@
+package caddyws
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const sseScaleSites = `https://localhost:@HTTPS@ {
+	tls internal
+	websocket_push /sub {
+		hub sse-scale
+		auth token_is_user
+		history 100
+	}
+	websocket_push /push {
+		hub sse-scale
+		publish_key k
+	}
+	respond /version "%s"
+}`
+
+// TestSSEThousandStreamsOverFourHTTP2ConnectionsSurviveAReload: 1000 SSE
+// subscribers multiplexed over four HTTP/2 connections all receive every
+// message in order, before and after a config reload, and none is dropped
+// by the reload.
+func TestSSEThousandStreamsOverFourHTTP2ConnectionsSurviveAReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1000 streams: not in -short")
+	}
+	tc, _ := pushCaddy(t, fmt.Sprintf(sseScaleSites, "one"))
+	base := fmt.Sprintf("https://localhost:%d", tc.HTTPSPort)
+	const conns, perConn = 4, 250
+	clients := make([]*http.Client, conns)
+	for i := range clients {
+		clients[i] = tlsClient(true)
+	}
+	waitTLS(t, clients[0], base)
+	subs := make([]sseSub, 0, conns*perConn)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range perConn {
+				s := openSSE(t, clients[i], fmt.Sprintf("%s/sub?token=u%d-%d&event=fan", base, i, j), nil)
+				mu.Lock()
+				subs = append(subs, sseSub{s})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, s := range subs {
+		if s.s.resp.ProtoMajor != 2 {
+			t.Fatalf("protocol %s", s.s.resp.Proto)
+		}
+		expectFrame(t, s, "connected")
+	}
+	pub := func(from, to int) {
+		for i := from; i < to; i++ {
+			req, _ := http.NewRequest(http.MethodPost, base+"/push", strings.NewReader(fmt.Sprintf(`{"event":"fan","message":%d}`, i)))
+			req.Header.Set("Authorization", "Bearer k")
+			resp, err := clients[0].Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := readAllString(resp.Body)
+			resp.Body.Close()
+			if !strings.Contains(b, `"delivered":1000`) {
+				t.Fatalf("publish %d: %s", i, b)
+			}
+		}
+	}
+	check := func(from, to int) {
+		for k, s := range subs {
+			for i := from; i < to; i++ {
+				f, err := s.next(20 * time.Second)
+				if err != nil || f.Type != "message" || string(f.Message) != fmt.Sprint(i) {
+					t.Fatalf("stream %d, message %d: %+v %v", k, i, f, err)
+				}
+			}
+		}
+	}
+	pub(0, 10)
+	check(0, 10)
+
+	tc.Reload(fmt.Sprintf(sseScaleSites, "two"))
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := clients[0].Get(base + "/version")
+		if err == nil {
+			b := readAllString(resp.Body)
+			resp.Body.Close()
+			if b == "two" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reload did not apply: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pub(10, 20)
+	check(10, 20)
+}
