@@ -36,6 +36,7 @@ func parseTunnelCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, 
 //	    max_connections <n>                            # default unlimited
 //	    buffer_size     <size>                         # default 64KiB
 //	    close_delay     <duration>                     # on reload; default: keep tunnels open
+//	    exec            <program> [<args...>] { ... }  # or: run a program per connection (see unmarshalExec)
 //	}
 //
 // The list options (allow, subprotocols, origins) may be repeated and add
@@ -126,6 +127,12 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				cd := caddy.Duration(dur)
 				t.CloseDelay = &cd
 			}
+		case "exec":
+			e, err := unmarshalExec(d)
+			if err != nil {
+				return err
+			}
+			t.Exec = e
 		case "max_connections":
 			var v string
 			if err := oneArg(d, &v); err != nil {

@@ -115,6 +115,11 @@ type Tunnel struct {
 	// write. Default: 65536.
 	BufferSize int `json:"buffer_size,omitempty"`
 
+	// Exec runs a program per connection as the upstream instead of a
+	// socket (see ExecUpstream and docs/exec.md); exclusive with upstream,
+	// targets and jwt_key. Default: none.
+	Exec *ExecUpstream `json:"upstream_exec,omitempty"`
+
 	// CloseDelay decides what a config reload does to the tunnels this
 	// handler opened: unset keeps them until they end by themselves (a VNC
 	// or SSH session survives `caddy reload`); a duration closes them with
@@ -162,6 +167,11 @@ func (t *Tunnel) Provision(ctx caddy.Context) error {
 	}
 	if t.WriteTimeout == 0 {
 		t.WriteTimeout = caddy.Duration(tunnel.DefaultWriteTimeout)
+	}
+	if t.Exec != nil {
+		if err := t.Exec.provision(); err != nil {
+			return err
+		}
 	}
 	var err error
 	if t.allow, err = tunnel.ParseAllowList(t.Allow); err != nil {
@@ -234,13 +244,13 @@ func (t *Tunnel) jwtKeyMaterial() ([]byte, string, error) {
 // dynamic upstreams are held to an allow-list.
 func (t *Tunnel) Validate() error {
 	n := 0
-	for _, set := range []bool{t.Upstream != "", t.Targets != "", t.JWTKey != ""} {
+	for _, set := range []bool{t.Upstream != "", t.Targets != "", t.JWTKey != "", t.Exec != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return errors.New("websocket_tunnel needs exactly one of upstream, targets or jwt_key")
+		return errors.New("websocket_tunnel needs exactly one of upstream, targets, jwt_key or exec")
 	}
 	if t.JWTAlg != "" && t.JWTKey == "" {
 		return errors.New("jwt_alg needs jwt_key")
@@ -273,6 +283,9 @@ func (t *Tunnel) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 		return t.refuse(w, r, http.StatusBadRequest, resultBadRequest,
 			fmt.Sprintf("unsupported subprotocol %q; this tunnel speaks %q", strings.Join(offered, ", "), strings.Join(t.Subprotocols, ", ")))
 	}
+	if t.Exec != nil {
+		return t.serveExec(w, r)
+	}
 	target, ticket, status, err := t.resolve(r)
 	// A single-use ticket is spent only once the tunnel is established
 	// (relay commits it after the dial); any refusal before gives it back.
@@ -299,7 +312,11 @@ func (t *Tunnel) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 }
 
 func (t *Tunnel) refuse(w http.ResponseWriter, r *http.Request, status int, result, msg string) error {
-	tunnelsTotal.WithLabelValues(result).Inc()
+	kind := upstreamSocket
+	if t.Exec != nil {
+		kind = upstreamExec
+	}
+	tunnelsTotal.WithLabelValues(result, kind).Inc()
 	return refuse(w, r, status, msg)
 }
 
@@ -369,14 +386,14 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 	})
 	if err != nil {
 		// gorilla has answered the request (or the hijack failed).
-		tunnelsTotal.WithLabelValues(resultUpgradeFailed).Inc()
+		tunnelsTotal.WithLabelValues(resultUpgradeFailed, upstreamSocket).Inc()
 		if c := t.logger.Check(zap.DebugLevel, "websocket upgrade failed"); c != nil {
 			c.Write(zap.String("client", r.RemoteAddr), zap.Error(err))
 		}
 		return
 	}
-	tunnelsActive.Inc()
-	defer tunnelsActive.Dec()
+	tunnelsActive.WithLabelValues(upstreamSocket).Inc()
+	defer tunnelsActive.WithLabelValues(upstreamSocket).Dec()
 	unregister := sessions.add(s, t)
 	defer unregister()
 
@@ -390,14 +407,14 @@ func (t *Tunnel) relay(w http.ResponseWriter, r *http.Request, target tunnel.Tar
 		// its retry finds the ticket valid.
 		ticket.Release()
 		res = s.Fail(tunnel.CloseUnreachable, dialReason(err))
-		tunnelsTotal.WithLabelValues(resultDialFailed).Inc()
+		tunnelsTotal.WithLabelValues(resultDialFailed, upstreamSocket).Inc()
 	} else {
 		ticket.Commit()
 		res = s.Run(up)
-		tunnelsTotal.WithLabelValues(resultClosedBy + res.EndedBy).Inc()
+		tunnelsTotal.WithLabelValues(resultClosedBy+res.EndedBy, upstreamSocket).Inc()
 	}
-	tunnelBytes.WithLabelValues(directionUp).Add(float64(res.BytesUp))
-	tunnelBytes.WithLabelValues(directionDown).Add(float64(res.BytesDown))
+	tunnelBytes.WithLabelValues(directionUp, upstreamSocket).Add(float64(res.BytesUp))
+	tunnelBytes.WithLabelValues(directionDown, upstreamSocket).Add(float64(res.BytesDown))
 	t.logger.Info("tunnel closed",
 		zap.String("client", r.RemoteAddr),
 		zap.String("upstream", target.String()),

@@ -107,6 +107,11 @@ func TestTunnelExportsMetrics(t *testing.T) {
 	tc := startTunnelCaddy(t, `http://localhost:@HTTP@ {
 	websocket_tunnel /ok `+tcpEcho(t)+`
 	websocket_tunnel /dead `+deadAddr(t)+`
+	websocket_tunnel /exec {
+		exec /nonexistent/program {
+			allow_anonymous
+		}
+	}
 }`)
 	c := mustTunnel(t, tc.WSURL("/ok"), nil)
 	echoRoundTrip(t, c, "12345")
@@ -116,23 +121,26 @@ func TestTunnelExportsMetrics(t *testing.T) {
 	if c, status, _ := wsDial(t, tc.WSURL("/ok"), originHeader("https://evil.example")); c != nil || status != 403 {
 		t.Fatalf("foreign origin: %d", status)
 	}
+	expectTunnelClose(t, mustTunnel(t, tc.WSURL("/exec"), nil), 1011, 5*time.Second)
 	deadline := time.Now().Add(5 * time.Second)
 	var body string
 	for {
 		_, b := tc.Admin(http.MethodGet, "/metrics", nil)
 		body = string(b)
-		if strings.Contains(body, `caddyws_tunnel_total{result="closed_by_client"}`) || time.Now().After(deadline) {
+		if strings.Contains(body, `caddyws_tunnel_total{result="closed_by_client",upstream="socket"}`) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	for _, want := range []string{
-		"caddyws_tunnel_active ",
-		`caddyws_tunnel_total{result="closed_by_client"}`,
-		`caddyws_tunnel_total{result="dial_failed"}`,
-		`caddyws_tunnel_total{result="refused_origin"}`,
-		`caddyws_tunnel_bytes_total{direction="up"}`,
-		`caddyws_tunnel_bytes_total{direction="down"}`,
+		`caddyws_tunnel_active{upstream="socket"}`,
+		`caddyws_tunnel_active{upstream="exec"}`,
+		`caddyws_tunnel_total{result="closed_by_client",upstream="socket"}`,
+		`caddyws_tunnel_total{result="dial_failed",upstream="socket"}`,
+		`caddyws_tunnel_total{result="refused_origin",upstream="socket"}`,
+		`caddyws_tunnel_total{result="start_failed",upstream="exec"}`,
+		`caddyws_tunnel_bytes_total{direction="up",upstream="socket"}`,
+		`caddyws_tunnel_bytes_total{direction="down",upstream="socket"}`,
 		"caddyws_tunnel_dial_seconds_bucket",
 	} {
 		if !strings.Contains(body, want) {

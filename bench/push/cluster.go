@@ -2,7 +2,12 @@
 
 package main
 
-import "flag"
+import (
+	"flag"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // crossNode is for two-node runs through a broker: -ws on one Caddy node,
 // -push on another. The publishing node's "delivered" counts only its own
@@ -17,4 +22,24 @@ func wantDelivered(c *config, pr *publishResult) int64 {
 		return expectedTotal(&c.plan, c.conns)
 	}
 	return pr.delivered
+}
+
+// cpuPids lists every server-side process of a run (both Caddy nodes and
+// every broker server of a cluster): their CPU is summed per delivery.
+var cpuPids = flag.String("cpu-pids", "", "comma-separated process ids whose CPU (utime+stime) is summed per delivery: the whole cluster's cost")
+
+// pidsCPU sums the CPU time of the -cpu-pids processes (those still
+// running).
+func pidsCPU() time.Duration {
+	var sum time.Duration
+	for _, f := range strings.Split(*cpuPids, ",") {
+		pid, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			continue
+		}
+		if d, err := procCPU(pid); err == nil {
+			sum += d
+		}
+	}
+	return sum
 }

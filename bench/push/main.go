@@ -84,6 +84,13 @@ func main() {
 		}
 		return
 	}
+	if *failover {
+		if err := runFailover(ctx, c); err != nil {
+			fmt.Fprintln(os.Stderr, "push bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	c.cpuProfile = *cpuProfile
 	res, err := run(ctx, c)
 	if res != nil {
@@ -117,6 +124,7 @@ type result struct {
 	P50ms, P90ms, P99ms, MaxMs       float64
 	HTTPP50ms, HTTPP99ms             float64
 	ServerCPUusPerDelivery           float64
+	AllServersCPUusPerDelivery       float64 `json:",omitempty"` // every -cpu-pids process
 	ToolCPUusPerDelivery             float64
 	ServerCPUPercent, ToolCPUPercent float64
 	Load1                            float64 // the machine's 1-minute load average when the run started
@@ -175,6 +183,7 @@ func run(ctx context.Context, c config) (*result, error) {
 		defer pprof.StopCPUProfile()
 	}
 	srvCPU0, _ := procCPU(c.pid)
+	allCPU0 := pidsCPU()
 	toolCPU0 := selfCPU()
 	pr := runPublishers(ctx, &c.plan)
 	// Wait until every delivery the server counted has arrived (or the
@@ -185,6 +194,7 @@ func run(ctx context.Context, c config) (*result, error) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	srvCPU1, _ := procCPU(c.pid)
+	allCPU1 := pidsCPU()
 	toolCPU1 := selfCPU()
 
 	r.Publishes, r.Failed, r.ServerDelivered = pr.sent, pr.failed, pr.delivered
@@ -210,6 +220,7 @@ func run(ctx context.Context, c config) (*result, error) {
 	if r.Received > 0 {
 		r.ServerCPUusPerDelivery = float64(srvCPU1-srvCPU0) / float64(time.Microsecond) / float64(r.Received)
 		r.ToolCPUusPerDelivery = float64(toolCPU1-toolCPU0) / float64(time.Microsecond) / float64(r.Received)
+		r.AllServersCPUusPerDelivery = float64(allCPU1-allCPU0) / float64(time.Microsecond) / float64(r.Received)
 	}
 	r.ServerCPUPercent = 100 * (srvCPU1 - srvCPU0).Seconds() / wall
 	r.ToolCPUPercent = 100 * (toolCPU1 - toolCPU0).Seconds() / wall

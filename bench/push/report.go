@@ -70,11 +70,16 @@ func printReport(w io.Writer, path string) error {
 		if rs[0].HeapPerConnKiB == 0 && rs[0].StackPerConnKiB == 0 {
 			mem = fmt.Sprintf("%.1f", med(func(r result) float64 { return r.RSSPerConnKiB }))
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %.1f | %.1f | %s | %d/%d | %.1f |\n",
+		srv := fmt.Sprintf("%.1f", med(func(r result) float64 { return r.ServerCPUusPerDelivery }))
+		if rs[0].AllServersCPUusPerDelivery > 0 {
+			// Every node and broker server of the run (-cpu-pids).
+			srv += fmt.Sprintf(" (all servers %.1f)", med(func(r result) float64 { return r.AllServersCPUusPerDelivery }))
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s / %.0f | %.0f | %.1f / %.1f | %s | %.1f | %s | %d/%d | %.1f |\n",
 			label, rs[0].Conns, rs[0].Target, rateStr(rs[0].OfferedRate), med(func(r result) float64 { return r.PublishRate }),
 			med(func(r result) float64 { return r.DeliveriesPerSec }),
 			med(func(r result) float64 { return r.P50ms }), med(func(r result) float64 { return r.P99ms }),
-			med(func(r result) float64 { return r.ServerCPUusPerDelivery }), med(func(r result) float64 { return r.ToolCPUusPerDelivery }),
+			srv, med(func(r result) float64 { return r.ToolCPUusPerDelivery }),
 			mem, len(rs), len(rs)+unclean, med(func(r result) float64 { return r.Load1 }))
 	}
 	return nil

@@ -52,9 +52,29 @@ type browser struct {
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	exe := chromiumPath(t)
+	// Not t.TempDir: Chromium's helper processes may still write into the
+	// profile for a moment after the browser exits, which made TempDir's
+	// cleanup fail the test ("directory not empty"). Removed with retries
+	// once the browser is gone (cleanups run last-registered first).
+	profile, err := os.MkdirTemp("", "e2e-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; ; i++ {
+			err := os.RemoveAll(profile)
+			if err == nil || i == 50 {
+				if err != nil {
+					t.Logf("leaving the browser profile %s: %v", profile, err)
+				}
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(exe),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true),
 		chromedp.Flag("disable-gpu", true),

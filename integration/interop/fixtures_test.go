@@ -266,6 +266,7 @@ func stopFixtures() error {
 			errs = append(errs, fmt.Errorf("the race-enabled caddy reported a data race:\n%s", b))
 		}
 	}
+	errs = append(errs, stopExecPeers()...)
 	if fx.echo != nil {
 		fx.echo.ln.Close()
 	}

@@ -2,10 +2,14 @@
 // websocket_tunnel (the cmd/caddy binary, built once and run as a real
 // process) and against Debian's websockify as a reference peer, with two
 // clients: gorilla/websocket and Node's `ws` from npm, which none of us
-// wrote. Same bytes in, same bytes out, on both peers.
+// wrote. Same bytes in, same bytes out, on both peers. The exec upstream
+// (a program per connection) is compared the same way with Debian's
+// websocketd and gorilla/websocket's examples/command server, all three
+// running testdata/lines.sh.
 //
-// Needs websockify (apt-get install websockify) and node with npm; each
-// missing one skips its tests with a loud message. .ci/run installs both.
+// Needs websockify and websocketd (apt-get install websockify websocketd)
+// and node with npm; each missing one skips its tests with a loud message.
+// .ci/run installs them.
 // CADDYWS_CADDY=/path/to/caddy uses a prebuilt binary instead of building.
 package interop
 

@@ -89,9 +89,9 @@ type Hub struct {
 	interestMu sync.Mutex
 	interest   map[string]int
 
-	// streamLocks serialise publishes per stream so that local delivery
-	// order matches the offsets the broker assigns.
-	streamLocks [64]sync.Mutex
+	// order keeps local delivery in the order of the offsets the broker
+	// assigns, without serialising the broker calls.
+	order publishOrder
 
 	sweepDone chan struct{}
 }

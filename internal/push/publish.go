@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -86,36 +85,54 @@ func (h *Hub) Publish(ctx context.Context, p PublishRequest) (PublishResult, err
 	}
 }
 
-func (h *Hub) streamLock(stream string) func() {
-	f := fnv.New32a()
-	_, _ = f.Write([]byte(stream))
-	l := &h.streamLocks[f.Sum32()%uint32(len(h.streamLocks))]
-	l.Lock()
-	return l.Unlock
-}
-
 // publishStream publishes data (env encoded, shared by every stream of one
 // publish: the broker must not modify it) to stream and delivers env
 // locally. shared carries a position-free frame across the streams. A
 // message whose id already went to stream is skipped (dup).
 //
+// Publishes to one stream reach the broker concurrently; their local
+// delivery follows the offsets the broker assigned (publishOrder), and the
+// call returns once its message is delivered here.
+//
 // When the broker's outcome is unknown (ErrMaybeStored) nothing is
 // delivered here: if the message was stored, the broker hands it back
 // through fromBroker, once, like to every other node.
 func (h *Hub) publishStream(ctx context.Context, stream string, data []byte, env *envelope, shared *messageFrames) (n int, dup bool, err error) {
-	unlock := h.streamLock(stream)
-	defer unlock()
-	if h.recent.seen(stream, env.ID) {
-		return 0, true, nil
+	var p *pendingPublish
+	seen := func() bool { return h.recent.seen(stream, env.ID) }
+	for {
+		var busy *pendingPublish
+		var dup bool
+		if p, busy, dup = h.order.begin(stream, env.ID, env, shared, seen); dup {
+			return 0, true, nil
+		}
+		if p != nil {
+			break
+		}
+		// The same id is being published to stream (a retry racing its
+		// first attempt): its outcome decides.
+		select {
+		case <-busy.ready:
+		case <-ctx.Done():
+			return 0, false, fmt.Errorf("publishing to %s: %w", stream, ctx.Err())
+		}
 	}
-	at := time.Now().UnixNano()
+	p.at = time.Now().UnixNano()
 	pos, err := h.broker.Publish(ctx, stream, data)
+	if err == nil {
+		h.recent.add(stream, env.ID)
+		h.metrics.Published.Inc()
+	}
+	h.order.finish(stream, p, err == nil, pos, h.opts.History.Size > 0, func(q *pendingPublish) int {
+		return h.deliver(q.env, stream, q.pos, q.at, q.shared)
+	})
+	// Bounded by the broker calls this one overlapped. Not by ctx: the
+	// delivery may use env and shared, which belong to this call.
+	<-p.ready
 	if err != nil {
 		return 0, false, fmt.Errorf("publishing to %s: %w", stream, err)
 	}
-	h.recent.add(stream, env.ID)
-	h.metrics.Published.Inc()
-	return h.deliver(env, stream, pos, at, shared), false, nil
+	return p.n, false, nil
 }
 
 // decodeEnvelope reads what a broker carried on stream. The user of a user

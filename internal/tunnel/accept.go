@@ -16,7 +16,7 @@ import (
 //
 // The hijack goes through http.NewResponseController, so w may be a wrapped
 // writer (Caddy's are). u.ReadBufferSize is ignored: the client reader is
-// Options.BufferSize bytes. On error the request has been answered by the
+// Options.ReaderSize bytes. On error the request has been answered by the
 // upgrader, or its connection is closed.
 func Accept(w http.ResponseWriter, r *http.Request, u *websocket.Upgrader, opts Options) (*Session, error) {
 	if u.ReadBufferSize != 0 {
@@ -26,7 +26,7 @@ func Accept(w http.ResponseWriter, r *http.Request, u *websocket.Upgrader, opts 
 		u = &c
 	}
 	opts.setDefaults()
-	h := &hijacker{ResponseWriter: w, bufferSize: opts.BufferSize}
+	h := &hijacker{ResponseWriter: w, bufferSize: opts.ReaderSize}
 	ws, err := u.Upgrade(h, r, nil)
 	if err != nil {
 		h.release()

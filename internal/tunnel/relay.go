@@ -28,6 +28,10 @@ const (
 	// common clients (gorilla/websocket among them) reject 1014 as invalid.
 	CloseUnreachable = CloseInternalError
 	CloseIdleTimeout = 4408 // idle_timeout passed without a byte either way
+	// CloseTooBig is sent when an upstream line is longer than MaxLine.
+	CloseTooBig = websocket.CloseMessageTooBig // 1009
+	// CloseBadControl is sent for a text message that Control refused.
+	CloseBadControl = 4400
 )
 
 // Who ended a tunnel, in logs and metrics.
@@ -64,6 +68,35 @@ type Options struct {
 	// frame after ours, and for the upstream's EOF after a half-close. Past
 	// it the sockets are closed hard. Default: 2s.
 	CloseGrace time.Duration
+	// ReaderSize is the size of the client reader, held for the tunnel's
+	// whole life. Default: BufferSize.
+	ReaderSize int
+	// Lines makes the tunnel line-oriented, websocketd's protocol: each
+	// client text message is written upstream followed by "\n", client
+	// binary messages are dropped, and each upstream line (ended by "\n"
+	// or "\r\n", which are removed) is sent as one text message; a last
+	// line without an end is sent when the upstream ends.
+	Lines bool
+	// MaxLine bounds one upstream line in Lines mode: a longer one ends the
+	// tunnel with CloseTooBig. Default: DefaultMaxLine.
+	MaxLine int
+	// Control, when set, receives each client text message (at most
+	// MaxControl bytes) instead of the upstream; an error ends the tunnel
+	// with CloseBadControl and the error as the reason.
+	Control func([]byte) error
+}
+
+// DefaultMaxLine is the default bound on one upstream line in Lines mode.
+const DefaultMaxLine = 64 << 10
+
+// MaxControl bounds a client text message handed to Options.Control.
+const MaxControl = 1 << 10
+
+// EndReasoner is implemented by an upstream that explains its own end (a
+// program: its exit status). The relay asks it once the upstream's reads
+// ended with err, and closes the WebSocket with the code and reason given.
+type EndReasoner interface {
+	EndReason(err error) (code int, reason string)
 }
 
 // Result describes a finished tunnel.
@@ -124,6 +157,12 @@ func (o *Options) setDefaults() {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultWriteTimeout
 	}
+	if o.ReaderSize <= 0 {
+		o.ReaderSize = o.BufferSize
+	}
+	if o.MaxLine <= 0 {
+		o.MaxLine = DefaultMaxLine
+	}
 }
 
 // Subprotocol is the subprotocol agreed in the handshake.
@@ -165,7 +204,11 @@ func (s *Session) Run(up net.Conn) Result {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.upstreamToClient(up)
+		if s.opts.Lines {
+			s.upstreamLinesToClient(up)
+		} else {
+			s.upstreamToClient(up)
+		}
 	}()
 	s.clientToUpstream(up)
 	<-done
@@ -289,11 +332,14 @@ func (s *Session) clientToUpstream(up net.Conn) {
 	}
 	s.hj.hook.set(func() { flush() })
 	for {
-		_, r, err := s.ws.NextReader()
+		mt, r, err := s.ws.NextReader()
 		if err != nil {
 			flush()
 			s.clientEnded(up, err)
 			return
+		}
+		if s.skipMessage(mt, r, up) {
+			continue
 		}
 		for {
 			if bp == nil {
@@ -312,7 +358,14 @@ func (s *Session) clientToUpstream(up net.Conn) {
 			}
 			pend = pend[:len(pend)+n]
 			if rerr != nil {
-				break // io.EOF: message done; anything else NextReader reports again
+				// io.EOF: message done; anything else NextReader reports again
+				if s.opts.Lines && mt == websocket.TextMessage {
+					if len(pend) == cap(pend) && !flush() {
+						return
+					}
+					pend = append(pend, '\n')
+				}
+				break
 			}
 			if s.br.Buffered() == 0 {
 				if !flush() {
@@ -394,43 +447,62 @@ func (s *Session) upstreamToClient(up net.Conn) {
 		}
 		if n > 0 {
 			s.touch()
-			if !writeFailed && !s.clientClosed.Load() {
-				_ = s.ws.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-				if werr := s.ws.WriteMessage(websocket.BinaryMessage, data); werr != nil {
-					writeFailed = true
-					reason := "client write failed"
-					if errors.Is(werr, os.ErrDeadlineExceeded) {
-						reason = "client write timeout"
-					}
-					if s.end(CloseAbnormal, reason, EndedByClient) {
-						// The client is gone or stalled past the write
-						// deadline: nothing more can reach it.
-						_ = s.ws.NetConn().Close()
-					}
-				} else {
-					s.bytesDown.Add(int64(n))
-				}
-			}
 			// After the client's close (or a failed write) upstream bytes
 			// are drained and dropped until its EOF, so closing the socket
 			// does not reset it.
+			s.sendDown(websocket.BinaryMessage, data, &writeFailed)
 		}
 		if err == nil {
 			continue
 		}
-		if err == io.EOF {
-			if s.end(CloseNormal, "upstream closed", EndedByUpstream) {
-				s.sendClose(CloseNormal, "upstream closed")
-				_ = s.ws.SetReadDeadline(time.Now().Add(s.opts.CloseGrace))
-			}
-			return
+		s.upstreamEnded(up, err)
+		return
+	}
+}
+
+// sendDown writes one message to the client unless it closed or a write
+// failed before; a failed write ends the tunnel.
+func (s *Session) sendDown(mt int, data []byte, writeFailed *bool) {
+	if *writeFailed || s.clientClosed.Load() {
+		return
+	}
+	_ = s.ws.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	if werr := s.ws.WriteMessage(mt, data); werr != nil {
+		*writeFailed = true
+		reason := "client write failed"
+		if errors.Is(werr, os.ErrDeadlineExceeded) {
+			reason = "client write timeout"
 		}
-		if s.end(CloseInternalError, "upstream connection failed", EndedByUpstream) {
-			s.sendClose(CloseInternalError, "upstream connection failed")
-			_ = s.ws.SetReadDeadline(time.Now().Add(s.opts.CloseGrace))
+		if s.end(CloseAbnormal, reason, EndedByClient) {
+			// The client is gone or stalled past the write deadline:
+			// nothing more can reach it.
+			_ = s.ws.NetConn().Close()
 		}
 		return
 	}
+	s.bytesDown.Add(int64(len(data)))
+}
+
+// upstreamEnded closes the WebSocket after the upstream's reads ended with
+// err: 1000 on EOF, 1011 on an error, or what the upstream says.
+func (s *Session) upstreamEnded(up net.Conn, err error) {
+	code, reason := CloseNormal, "upstream closed"
+	if err != io.EOF {
+		code, reason = CloseInternalError, "upstream connection failed"
+	}
+	if er, ok := up.(EndReasoner); ok && !s.hasEnded() {
+		code, reason = er.EndReason(err)
+	}
+	if s.end(code, reason, EndedByUpstream) {
+		s.sendClose(code, reason)
+		_ = s.ws.SetReadDeadline(time.Now().Add(s.opts.CloseGrace))
+	}
+}
+
+func (s *Session) hasEnded() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
 }
 
 func setNoDelay(c net.Conn) {

@@ -1,0 +1,96 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// startEchoServer is a WebSocket echo in this process; corrupt flips a
+// byte of every tenth message.
+func startEchoServer(t *testing.T, corrupt bool) string {
+	t.Helper()
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if r.URL.Path == "/session" {
+			_ = c.WriteMessage(websocket.TextMessage, []byte("ready"))
+		}
+		for i := 0; ; i++ {
+			typ, b, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if corrupt && i%10 == 9 && len(b) > 0 {
+				b[len(b)/2] ^= 1
+			}
+			if err := c.WriteMessage(typ, b); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+func TestCellsMeasureAnEchoServer(t *testing.T) {
+	base := startEchoServer(t, false)
+	ctx := context.Background()
+	r, err := sessions(ctx, base+"/session", 2, 300*time.Millisecond)
+	if err != nil || r.count == 0 || r.rate <= 0 || r.connectMs <= 0 {
+		t.Fatalf("sessions: %+v, %v", r, err)
+	}
+	p50, p99, count, err := roundTrips(ctx, base+"/lines", websocket.TextMessage, 64, 200*time.Millisecond)
+	if err != nil || count < 10 || p50 <= 0 || p99 < p50 {
+		t.Fatalf("round trips: p50 %v p99 %v count %d: %v", p50, p99, count, err)
+	}
+	mbps, got, err := throughput(ctx, base+"/binary", 64<<10, 256<<10, 300*time.Millisecond, 64<<20)
+	if err != nil || got == 0 || mbps <= 0 {
+		t.Fatalf("throughput: %v MB/s, %d bytes: %v", mbps, got, err)
+	}
+}
+
+func TestThroughputCatchesACorruptedEcho(t *testing.T) {
+	base := startEchoServer(t, true)
+	_, _, err := throughput(context.Background(), base+"/binary", 64<<10, 256<<10, 300*time.Millisecond, 64<<20)
+	if err == nil || !strings.Contains(err.Error(), "differs") {
+		t.Fatalf("a corrupted echo went unnoticed: %v", err)
+	}
+}
+
+// TestWebsocketdPeer runs every cell, briefly, against a real websocketd.
+func TestWebsocketdPeer(t *testing.T) {
+	bin, err := exec.LookPath("websocketd")
+	if err != nil {
+		t.Skip("SKIPPED LOUDLY: websocketd is not installed (apt-get install websocketd; .ci/run installs it)")
+	}
+	p, err := startWebsocketd(t.TempDir(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	cfg := config{dur: 200 * time.Millisecond, par: 2, idle: 5, maxBytes: 16 << 20, window: 256 << 10}
+	for i, c := range cells {
+		out := map[string]float64{}
+		if err := c(context.Background(), p, cfg, out); err != nil {
+			t.Fatalf("cell %d: %v", i, err)
+		}
+		for k, v := range out {
+			if v <= 0 && k != "idle_kib" {
+				t.Errorf("cell %d: %s = %v", i, k, v)
+			}
+		}
+	}
+}
