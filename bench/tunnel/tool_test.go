@@ -112,7 +112,9 @@ func TestCellsAgainstTCPAndWebSocketEchoes(t *testing.T) {
 
 func TestThroughputCatchesACorruptedEcho(t *testing.T) {
 	tg := target{Name: "corrupt", URL: "tcp://" + startTCPEcho(t, true)}
-	_, err := throughput(context.Background(), tg, 1<<10, 1, 2*time.Second, probe{})
+	// Long enough to reach the flipped byte on a loaded machine; the reader
+	// ends the run as soon as it sees it.
+	_, err := throughput(context.Background(), tg, 1<<10, 1, 20*time.Second, probe{})
 	if err == nil || !strings.Contains(err.Error(), "differs at stream offset 102400") {
 		t.Fatalf("got %v, want the flipped byte at offset 102400 reported", err)
 	}

@@ -41,7 +41,7 @@ func TestPushBrowserSSERecoversEveryMessageOnce(t *testing.T) {
 	// The last event id holds every stream the connection follows: each is
 	// reported recovered.
 	browserRecovers(t, "/?transport=sse&auth=cookie", "sse",
-		`[["connected","alice"],["disconnected",4004,true],["connected","alice"],["recovered","all"],["recovered","user:alice"],["recovered","event:news"]]`)
+		`[["connected","alice"],["disconnected",4004,true],["connected","alice"],["recovered","all"],["recovered","event:news"],["recovered","user:alice"]]`)
 }
 
 func browserRecovers(t *testing.T, page, transport, wantLifecycle string) {

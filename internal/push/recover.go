@@ -1,6 +1,10 @@
 package push
 
-import "strings"
+import (
+	"maps"
+	"slices"
+	"strings"
+)
 
 // Recovery, per docs/push-protocol.md: the connection is subscribed live
 // first with live frames held back, the history after each position is
@@ -52,7 +56,10 @@ func (h *Hub) recover(c *Conn, req map[string]Position) *errClose {
 		return nil
 	}
 	last := make(map[string]uint64, len(req))
-	for stream, pos := range req {
+	// In name order: the client sees its streams' recovered frames in the
+	// same order on every connection and transport.
+	for _, stream := range slices.Sorted(maps.Keys(req)) {
+		pos := req[stream]
 		if c.isClosing() {
 			break // dropped or gone: the other streams would be discarded
 		}
