@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/quic-go/quic-go/http3"
 )
@@ -30,21 +29,9 @@ func TestSSEOverHTTP3(t *testing.T) {
 	h3 := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
 	t.Cleanup(func() { h3.Close() })
 	c := &http.Client{Transport: h3}
-	var s *sseStream
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		// Caddy's HTTP/3 listener may come up a little after TCP.
-		resp, err := c.Get(base + "/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no HTTP/3 answer: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	s = openSSE(t, c, base+"/sub?token=q&event=e", nil)
+	// Caddy's HTTP/3 listener may come up a little after TCP.
+	waitTLS(t, c, base)
+	s := openSSE(t, c, base+"/sub?token=q&event=e", nil)
 	if s.resp.ProtoMajor != 3 {
 		t.Fatalf("protocol %s, want HTTP/3", s.resp.Proto)
 	}
