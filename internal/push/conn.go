@@ -28,9 +28,12 @@ type item struct {
 	ping  bool // a keepalive ping: at most one waits
 }
 
-// Conn is one subscriber. Its reader is the goroutine running serve; its
-// writer is a goroutine started when frames are queued and ended when the
-// queue is empty, so an idle connection costs one goroutine, not two.
+// Conn is one subscriber. Its reader is the goroutine running serve. Its
+// writer is whoever queued a frame into an empty queue: a publish writes
+// it itself when the transport can write without waiting (writeNow),
+// otherwise, and for whatever the socket does not take at once, a
+// goroutine is started that ends when the queue is empty. An idle
+// connection costs one goroutine, not two.
 type Conn struct {
 	hub *Hub
 	// tr writes the frames (WebSocket frames or SSE events); ws and nc are
