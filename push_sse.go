@@ -4,9 +4,12 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddyws/caddyws/internal/push"
 	"github.com/caddyws/caddyws/internal/push/auth"
@@ -106,6 +109,7 @@ func (p *Push) subscribeSSE(w http.ResponseWriter, r *http.Request) error {
 		},
 		Events:      events,
 		LastEventID: last,
+		Hijack:      plainResponse(w),
 	}
 	if err := p.identify(r, &s.ConnOptions); err != nil {
 		return refuse(w, r, http.StatusUnauthorized, err.Error())
@@ -125,3 +129,29 @@ func (p *Push) subscribeSSE(w http.ResponseWriter, r *http.Request) error {
 	}
 	return err
 }
+
+// plainResponse reports whether every writer between Caddy's server and
+// this handler only passes the response through: net/http's own and
+// Caddy's core wrappers (the access log's recorder, the server's). Any
+// other (encode, a header directive that defers, a third-party module)
+// may transform or inspect the body, so the stream is then written
+// through it rather than taken over.
+func plainResponse(w http.ResponseWriter) bool {
+	for range 16 {
+		t := reflect.TypeOf(w)
+		if t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		if pkg := t.PkgPath(); pkg != "net/http" && pkg != caddyhttpPkg {
+			return false
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return true
+		}
+		w = u.Unwrap()
+	}
+	return false
+}
+
+var caddyhttpPkg = reflect.TypeOf(caddyhttp.ResponseWriterWrapper{}).PkgPath()

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -27,9 +28,12 @@ type item struct {
 	ping  bool // a keepalive ping: at most one waits
 }
 
-// Conn is one subscriber. Its reader is the goroutine running serve; its
-// writer is a goroutine started when frames are queued and ended when the
-// queue is empty, so an idle connection costs one goroutine, not two.
+// Conn is one subscriber. Its reader is the goroutine running serve. Its
+// writer is whoever queued a frame into an empty queue: a publish writes
+// it itself when the transport can write without waiting (writeNow),
+// otherwise, and for whatever the socket does not take at once, a
+// goroutine is started that ends when the queue is empty. An idle
+// connection costs one goroutine, not two.
 type Conn struct {
 	hub *Hub
 	// tr writes the frames (WebSocket frames or SSE events); ws and nc are
@@ -50,6 +54,10 @@ type Conn struct {
 	events map[string]struct{}
 	// registered is guarded by hub.mu: the connection is in the index.
 	registered bool
+
+	// inline: the transport can write without blocking (tryWrite), so a
+	// publish writes to an idle connection itself (writeNow).
+	inline bool
 
 	mu    sync.Mutex
 	queue []item
@@ -77,24 +85,31 @@ type Conn struct {
 // enqueue queues a frame for the writer. It never blocks. It returns false
 // when the frame was not queued: the connection is closing, or its queue
 // overflowed, in which case overflow is true and the caller closes it as a
-// slow consumer (outside the hub lock).
-func (c *Conn) enqueue(it item) (ok, overflow bool) {
+// slow consumer (outside the hub lock). With now true the caller is the
+// connection's writer and must call writeNow once it holds no lock.
+func (c *Conn) enqueue(it item) (ok, overflow, now bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
-		return false, false
+		return false, false, false
 	}
 	if !c.fitsLocked(it) {
-		return false, true
+		return false, true, false
 	}
 	if c.recovering && it.at != 0 {
 		c.pending = append(c.pending, it)
 		c.queued += len(it.data)
 		c.pendingBytes += len(it.data)
-		return true, false
+		return true, false, false
 	}
-	c.pushLocked(it)
-	return true, false
+	if !c.pushMayInlineLocked(it) {
+		return true, false, false
+	}
+	if !c.inline {
+		go c.writeLoop()
+		return true, false, false
+	}
+	return true, false, true
 }
 
 // fitsLocked reports whether it fits the outbound budget: QueueSize frames
@@ -104,14 +119,25 @@ func (c *Conn) fitsLocked(it item) bool {
 	return len(c.queue)+len(c.pending) < o.QueueSize && c.queued+len(it.data) <= o.QueueBytes
 }
 
-// pushLocked appends to the queue and starts the writer if it is idle.
+// pushLocked appends to the queue and starts the writer goroutine if the
+// connection has no writer.
 func (c *Conn) pushLocked(it item) {
-	c.queue = append(c.queue, it)
-	c.queued += len(it.data)
-	if !c.writing {
-		c.writing = true
+	if c.pushMayInlineLocked(it) {
 		go c.writeLoop()
 	}
+}
+
+// pushMayInlineLocked appends to the queue; when the connection had no
+// writer it returns true and the caller becomes the writer: it calls
+// writeNow once it holds no lock (or starts writeLoop).
+func (c *Conn) pushMayInlineLocked(it item) bool {
+	c.queue = append(c.queue, it)
+	c.queued += len(it.data)
+	if c.writing {
+		return false
+	}
+	c.writing = true
+	return true
 }
 
 // send queues a control, acknowledgement, error or replayed frame. It
@@ -207,76 +233,157 @@ func (c *Conn) Close(code int, reason string) { c.closeWith(code, reason, false)
 // User returns the connection's user id ("" for anonymous).
 func (c *Conn) User() string { return c.user }
 
+// writeLoop is the writer goroutine: it writes batches, blocking with the
+// write deadline armed, until the queue is empty or the connection ended.
 func (c *Conn) writeLoop() {
-	h := c.hub
 	for {
-		c.mu.Lock()
-		batch := c.queue
-		if len(batch) == 0 {
-			c.writing = false
-			c.mu.Unlock()
+		batch, n, last, ok := c.take()
+		if !ok {
 			return
 		}
-		if cut := batchCut(batch); cut < len(batch) {
-			// The rest waits for the next round: each write gets its own
-			// deadline, so a slow but live reader is not taken for dead.
-			rest := append(c.spare[:0], batch[cut:]...)
-			clear(batch[cut:])
-			batch = batch[:cut:cut]
-			c.queue = rest
-		} else {
-			c.queue = c.spare[:0]
-		}
-		c.spare = nil
-		for i := range batch {
-			c.queued -= len(batch[i].data)
-		}
-		c.wakeLocked()
-		c.mu.Unlock()
-
-		last := false
-		n := len(batch)
-		for i := range batch {
-			if batch[i].close {
-				n, last = i+1, true
-				break
-			}
-		}
-		err := c.tr.write(batch[:n])
-		if err == nil {
-			now := time.Now().UnixNano()
-			delivered := 0
-			for i := range batch[:n] {
-				if batch[i].at != 0 {
-					delivered++
-					h.metrics.Latency.Observe(float64(now-batch[i].at) / 1e9)
-				}
-			}
-			if delivered > 0 {
-				h.metrics.Written.Add(float64(delivered))
-			}
-		}
-		clear(batch)
-		c.mu.Lock()
-		if cap(batch) <= 64 {
-			c.spare = batch[:0]
-		}
-		if err != nil || last {
-			c.closeSent = true
-			c.closing = true
-			c.wakeLocked()
-			c.writing = false
-			clear(c.queue)
-			c.queue = nil
-			c.queued = 0
-			c.pending, c.pendingBytes = nil, 0
-			readerDone := c.readerDone
-			c.mu.Unlock()
-			c.tr.end(err, readerDone)
+		if !c.written(batch, n, last, c.tr.write(batch[:n])) {
 			return
 		}
-		c.mu.Unlock()
 	}
+}
+
+// writeNow is the writer for one batch on the goroutine that queued it (a
+// publish): it makes one write that does not wait for the socket, which is
+// what almost every delivery needs, and costs no goroutine wake-up and no
+// deadline. Whatever the socket does not take at once, and whatever was
+// queued meanwhile, goes to the writer goroutine: a publish never waits
+// for a slow reader.
+func (c *Conn) writeNow() {
+	batch, n, last, ok := c.take()
+	if !ok {
+		return
+	}
+	if last {
+		// Ending a connection may wait (a lingering close): not here.
+		go func() {
+			if c.written(batch, n, last, c.tr.write(batch[:n])) {
+				c.writeLoop()
+			}
+		}()
+		return
+	}
+	done, err := c.tr.tryWrite(batch[:n])
+	if errors.Is(err, errWouldBlock) {
+		go func() {
+			if c.written(batch, n, last, c.tr.writeRest(batch[:n], done)) {
+				c.writeLoop()
+			}
+		}()
+		return
+	}
+	if !c.written(batch, n, last, err) {
+		return
+	}
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.writing = false
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	go c.writeLoop()
+}
+
+// take takes the next batch from the queue: n frames of it are written
+// (up to a close frame, last), or ok is false and the writer ends.
+func (c *Conn) take() (batch []item, n int, last, ok bool) {
+	c.mu.Lock()
+	batch = c.queue
+	if len(batch) == 0 {
+		c.writing = false
+		c.mu.Unlock()
+		return nil, 0, false, false
+	}
+	if cut := batchCut(batch); cut < len(batch) {
+		// The rest waits for the next round: each write gets its own
+		// deadline, so a slow but live reader is not taken for dead.
+		rest := append(c.spare[:0], batch[cut:]...)
+		clear(batch[cut:])
+		batch = batch[:cut:cut]
+		c.queue = rest
+	} else {
+		c.queue = c.spare[:0]
+	}
+	c.spare = nil
+	for i := range batch {
+		c.queued -= len(batch[i].data)
+	}
+	c.wakeLocked()
+	c.mu.Unlock()
+
+	n = len(batch)
+	for i := range batch {
+		if batch[i].close {
+			n, last = i+1, true
+			break
+		}
+	}
+	return batch, n, last, true
+}
+
+// written records the outcome of writing batch[:n]; it returns false when
+// the connection ended (err, or the close frame was written) and the
+// writer must stop.
+func (c *Conn) written(batch []item, n int, last bool, err error) bool {
+	h := c.hub
+	if err == nil {
+		now := time.Now().UnixNano()
+		delivered := 0
+		for i := range batch[:n] {
+			if batch[i].at != 0 {
+				delivered++
+				h.metrics.Latency.Observe(float64(now-batch[i].at) / 1e9)
+			}
+		}
+		if delivered > 0 {
+			h.metrics.Written.Add(float64(delivered))
+		}
+	}
+	clear(batch)
+	c.mu.Lock()
+	if cap(batch) <= 64 {
+		c.spare = batch[:0]
+	}
+	if err != nil || last {
+		c.closeSent = true
+		c.closing = true
+		c.wakeLocked()
+		c.writing = false
+		clear(c.queue)
+		c.queue = nil
+		c.queued = 0
+		c.pending, c.pendingBytes = nil, 0
+		readerDone := c.readerDone
+		c.mu.Unlock()
+		c.tr.end(err, readerDone)
+		return false
+	}
+	c.mu.Unlock()
+	return true
+}
+
+// errWouldBlock is a non-waiting write that the socket did not take whole.
+var errWouldBlock = errors.New("write would block")
+
+// skipWritten returns batch without its first skip bytes (written by a
+// non-waiting write); it copies only when a frame is cut.
+func skipWritten(batch []item, skip int) []item {
+	for skip > 0 && len(batch) > 0 && skip >= len(batch[0].data) {
+		skip -= len(batch[0].data)
+		batch = batch[1:]
+	}
+	if skip == 0 {
+		return batch
+	}
+	rest := make([]item, len(batch))
+	copy(rest, batch)
+	rest[0].data = rest[0].data[skip:]
+	return rest
 }
 
 // Bounds of one write: WriteTimeout then means "no progress for that

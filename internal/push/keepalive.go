@@ -51,7 +51,24 @@ func (h *Hub) sweep() {
 				}
 			}
 			clear(batch)
+			h.abortStuck(now)
 		}
+	}
+}
+
+// abortStuck cuts the SSE streams whose write through net/http has made no
+// progress for the write timeout (they arm no deadline per write).
+func (h *Hub) abortStuck(now time.Time) {
+	var stuck []*sseTransport
+	h.liveMu.Lock()
+	for c := range h.live {
+		if t, ok := c.tr.(*sseTransport); ok && t.stuck(now) {
+			stuck = append(stuck, t)
+		}
+	}
+	h.liveMu.Unlock()
+	for _, t := range stuck {
+		t.abort()
 	}
 }
 

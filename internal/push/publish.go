@@ -188,12 +188,20 @@ func (h *Hub) deliver(env *envelope, stream string, pos broker.Position, at int6
 		return frames[i]
 	}
 	var slow []*Conn
+	// now are the connections this publish writes to itself, once the
+	// hub lock is released (writeNow): idle ones, almost all of them.
+	var nowBuf [64]*Conn
+	now := nowBuf[:0]
 	n := 0
 	try := func(c *Conn) {
-		ok, overflow := c.enqueue(item{data: build(c.tr.kind()), stream: stream, offset: pos.Offset, epoch: pos.Epoch, at: at})
-		if ok {
+		ok, overflow, inline := c.enqueue(item{data: build(c.tr.kind()), stream: stream, offset: pos.Offset, epoch: pos.Epoch, at: at})
+		switch {
+		case inline:
+			now = append(now, c)
 			n++
-		} else if overflow {
+		case ok:
+			n++
+		case overflow:
 			slow = append(slow, c)
 		}
 	}
@@ -215,6 +223,10 @@ func (h *Hub) deliver(env *envelope, stream string, pos broker.Position, at int6
 		}
 	}
 	h.mu.RUnlock()
+	for i, c := range now {
+		c.writeNow()
+		now[i] = nil
+	}
 	if n > 0 {
 		h.metrics.Delivered.Add(float64(n))
 	}

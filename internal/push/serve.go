@@ -48,8 +48,8 @@ func (e errClose) Error() string { return fmt.Sprintf("close %d: %s", e.code, e.
 // with Reserve is released when the connection ends.
 func (h *Hub) Serve(ws *websocket.Conn, s ConnOptions) {
 	nc := ws.NetConn()
-	c := &Conn{hub: h, ws: ws, nc: nc, id: h.seq.Add(1),
-		tr: &wsTransport{nc: nc, grace: h.opts.CloseGrace, wt: h.opts.WriteTimeout}}
+	tr := newWSTransport(nc, h.opts.CloseGrace, h.opts.WriteTimeout)
+	c := &Conn{hub: h, ws: ws, nc: nc, id: h.seq.Add(1), tr: tr, inline: tr.rc != nil}
 	h.track(c)
 
 	ws.SetReadLimit(s.MaxFrameSize)

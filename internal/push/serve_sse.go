@@ -23,6 +23,11 @@ type SSEOptions struct {
 	LastEventID string
 	// Retry is the reconnection delay hinted to the client. Default: 2s.
 	Retry time.Duration
+	// Hijack lets the hub take an HTTP/1.1 connection over and write the
+	// stream itself (cheaper per event and per idle subscriber). Set it
+	// only when nothing in front of the handler transforms or inspects
+	// the response body (e.g. a compressor): they would be bypassed.
+	Hijack bool
 }
 
 // Refusal is a subscribe refused before the stream started: the handler
@@ -66,7 +71,7 @@ func ParseEvents(events []string) ([]string, error) {
 // nothing; afterwards nil.
 func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, s SSEOptions) error {
 	start := time.Now()
-	tr := newSSETransport(w, h.opts.WriteTimeout, s.Retry, h.opts.History.Size > 0)
+	tr := newSSETransport(w, h.opts.WriteTimeout, s.Retry, h.opts.History.Size > 0, s.Hijack && r.ProtoMajor == 1)
 	if tr.retry <= 0 {
 		tr.retry = 2 * time.Second
 	}
@@ -99,7 +104,27 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, s SSEOptions) err
 		// The client went (or the server is shutting down the request).
 		code = CloseGoingAway
 	case <-tr.done:
+	case hs := <-tr.taken:
+		// The hub writes the stream now: publishes write it directly,
+		// and a small goroutine waits for its end; the request's
+		// goroutine and net/http's state for it go.
+		c.mu.Lock()
+		c.inline = hs.raw != nil
+		c.mu.Unlock()
+		remote := s.Remote
+		go func() {
+			hs.drain()
+			h.endSSE(c, tr, CloseGoingAway, remote, start)
+		}()
+		return nil
 	}
+	h.endSSE(c, tr, code, s.Remote, start)
+	return nil
+}
+
+// endSSE ends a stream (code: why, 0 when the writer ended it) once its
+// reader saw the end, and releases its slot.
+func (h *Hub) endSSE(c *Conn, tr *sseTransport, code int, remote string, start time.Time) {
 	h.unregister(c)
 	c.closeWith(code, "", false)
 	// The writer must be done with the ResponseWriter before the handler
@@ -114,11 +139,10 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, s SSEOptions) err
 	closeCode := c.closeCode
 	c.mu.Unlock()
 	if ce := h.log.Check(zap.DebugLevel, "subscriber ended"); ce != nil {
-		ce.Write(zap.String("user", c.user), zap.String("remote", s.Remote), zap.String("transport", string(TransportSSE)),
+		ce.Write(zap.String("user", c.user), zap.String("remote", remote), zap.String("transport", string(TransportSSE)),
 			zap.Int("close_code", closeCode), zap.Duration("duration", time.Since(start)))
 	}
 	h.untrack(c)
-	return nil
 }
 
 // startSSE authenticates and registers an SSE subscriber; a refusal is

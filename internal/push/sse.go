@@ -3,10 +3,10 @@ package push
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -79,16 +79,31 @@ type sseTransport struct {
 	// pos is nil when frames carry no position (history off).
 	pos     *ssePositions
 	started bool
+	first   bool // the batch being written is the stream's first
 	buf     []byte
+
+	// hijack: on HTTP/1.1 with nothing in front that transforms the body,
+	// the first write takes the connection over (see sse_hijack.go).
+	hijack bool
+	// h1 is set by the first write when it took over; w and rc are then
+	// dropped (they hold the request's state). mu orders that with abort.
+	h1 *hijackedStream
+	mu sync.Mutex
+	// since is when the write through w in progress started (0: none).
+	since atomic.Int64
 
 	once sync.Once
 	done chan struct{} // closed by end: the writer will not write again
+	// taken carries the hijacked stream to ServeSSE once, after its head
+	// and first events are written.
+	taken chan *hijackedStream
 }
 
 var _ transport = (*sseTransport)(nil)
 
-func newSSETransport(w http.ResponseWriter, wt, retry time.Duration, withPos bool) *sseTransport {
-	t := &sseTransport{w: w, rc: http.NewResponseController(w), wt: wt, retry: retry, done: make(chan struct{})}
+func newSSETransport(w http.ResponseWriter, wt, retry time.Duration, withPos, hijack bool) *sseTransport {
+	t := &sseTransport{w: w, rc: http.NewResponseController(w), wt: wt, retry: retry, hijack: hijack,
+		done: make(chan struct{}), taken: make(chan *hijackedStream, 1)}
 	if withPos {
 		t.pos = newSSEPositions()
 	}
@@ -115,8 +130,59 @@ func (t *sseTransport) control(typ string, p []byte) []byte {
 }
 
 func (t *sseTransport) write(batch []item) error {
+	b := t.compose(batch)
+	if t.hijack && t.h1 == nil {
+		t.hijack = false
+		if hs := takeOver(t.w, t.rc); hs != nil {
+			t.mu.Lock()
+			t.h1, t.w, t.rc = hs, nil, nil
+			t.mu.Unlock()
+			err := hs.writeBlocking(t.wt, b, true)
+			t.keepBuf(b)
+			t.taken <- hs
+			return err
+		}
+	}
+	if t.h1 != nil {
+		err := t.h1.writeBlocking(t.wt, b, false)
+		t.keepBuf(b)
+		return err
+	}
+	first := t.first
+	t.first = false
+	// No deadline per batch: on HTTP/2 each one is a round trip to the
+	// connection's goroutine, and one left armed resets an idle stream.
+	// The hub's sweep aborts a write in progress for longer than wt
+	// instead (stuck).
+	t.since.Store(time.Now().UnixNano())
+	if first {
+		// An explicit status, so that handlers wrapping the response
+		// (encode) see a stream at once rather than sniffing a body.
+		t.w.WriteHeader(http.StatusOK)
+	}
+	_, err := t.w.Write(b)
+	if err == nil {
+		err = t.rc.Flush()
+	}
+	t.since.Store(0)
+	t.keepBuf(b)
+	return err
+}
+
+// stuck reports a write through the ResponseWriter in progress for longer
+// than the write timeout at now.
+func (t *sseTransport) stuck(now time.Time) bool {
+	s := t.since.Load()
+	return s != 0 && now.UnixNano()-s > int64(t.wt)
+}
+
+// compose encodes a batch into t.buf: each frame with the id line of the
+// positions it moves to.
+func (t *sseTransport) compose(batch []item) []byte {
+	if !t.started {
+		t.first = true
+	}
 	b := t.buf[:0]
-	first := !t.started
 	for i := range batch {
 		it := &batch[i]
 		if t.pos != nil && (it.stream != "" || !t.started) {
@@ -128,31 +194,56 @@ func (t *sseTransport) write(batch []item) error {
 		t.started = true
 		b = append(b, it.data...)
 	}
-	err := t.rc.SetWriteDeadline(time.Now().Add(t.wt))
-	if err != nil && !errors.Is(err, http.ErrNotSupported) {
-		return err
-	}
-	if first {
-		// An explicit status, so that handlers wrapping the response
-		// (encode) see a stream at once rather than sniffing a body.
-		t.w.WriteHeader(http.StatusOK)
-	}
-	_, err = t.w.Write(b)
-	if err == nil {
-		err = t.rc.Flush()
-	}
-	if cerr := t.rc.SetWriteDeadline(time.Time{}); err == nil && cerr != nil && !errors.Is(cerr, http.ErrNotSupported) {
-		err = cerr
-	}
+	return b
+}
+
+// keepBuf keeps b for the next batch unless it grew large.
+func (t *sseTransport) keepBuf(b []byte) {
 	if cap(b) <= 64<<10 {
 		t.buf = b[:0]
 	} else {
 		t.buf = nil
 	}
-	return err
 }
 
-func (t *sseTransport) end(error, bool) { t.once.Do(func() { close(t.done) }) }
+// tryWrite writes without waiting only on a hijacked stream over a plain
+// socket; through a ResponseWriter every batch goes to the writer
+// goroutine.
+func (t *sseTransport) tryWrite(batch []item) (int, error) {
+	if t.h1 == nil || t.h1.raw == nil {
+		return 0, errWouldBlock
+	}
+	b := t.compose(batch)
+	n, err := t.h1.tryWrite(b)
+	t.keepBuf(b)
+	return n, err
+}
+
+// writeRest finishes what tryWrite started, from the stream's own copy
+// (the composed events, not the batch's frames).
+func (t *sseTransport) writeRest(batch []item, skip int) error {
+	if t.h1 == nil {
+		return t.write(skipWritten(batch, skip))
+	}
+	return t.h1.writeRest(t.wt)
+}
+
+func (t *sseTransport) end(err error, _ bool) {
+	t.once.Do(func() {
+		if t.h1 != nil {
+			t.h1.end(err, t.wt)
+		}
+		close(t.done)
+	})
+}
 
 // abort makes a write in progress fail now; the writer then ends.
-func (t *sseTransport) abort() { _ = t.rc.SetWriteDeadline(time.Now().Add(-time.Second)) }
+func (t *sseTransport) abort() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.h1 != nil {
+		_ = t.h1.nc.Close()
+		return
+	}
+	_ = t.rc.SetWriteDeadline(time.Now().Add(-time.Second))
+}

@@ -2,6 +2,7 @@ package push
 
 import (
 	"net"
+	"syscall"
 	"time"
 )
 
@@ -37,6 +38,13 @@ type transport interface {
 	closeFrame(code int, reason string) []byte
 	// write writes the batch in one write, the deadline armed once.
 	write(batch []item) error
+	// tryWrite writes the batch with one write that does not wait for the
+	// socket: it returns the bytes written and errWouldBlock when the rest
+	// is for writeRest (always, for a transport that cannot).
+	tryWrite(batch []item) (int, error)
+	// writeRest writes what tryWrite left: the batch but its first skip
+	// bytes.
+	writeRest(batch []item, skip int) error
 	// end is called once the last frame is written (err nil) or a write
 	// failed; readerDone tells whether the reader has gone already.
 	end(err error, readerDone bool)
@@ -62,6 +70,14 @@ type wsTransport struct {
 	nc    net.Conn
 	grace time.Duration
 	wt    time.Duration
+	// rc is nc's socket when writes can be tried without blocking (nil:
+	// the writer goroutine writes everything).
+	rc   syscall.RawConn
+	bufs [][]byte
+}
+
+func newWSTransport(nc net.Conn, grace, wt time.Duration) *wsTransport {
+	return &wsTransport{nc: nc, grace: grace, wt: wt, rc: rawSocket(nc)}
 }
 
 var _ transport = (*wsTransport)(nil)
@@ -73,7 +89,28 @@ func (t *wsTransport) closeFrame(code int, reason string) []byte {
 	return closeFrame(code, reason)
 }
 func (t *wsTransport) write(batch []item) error { return writeBatch(t.nc, t.wt, batch) }
-func (t *wsTransport) abort()                   { _ = t.nc.Close() }
+
+func (t *wsTransport) tryWrite(batch []item) (int, error) {
+	if t.rc == nil {
+		return 0, errWouldBlock
+	}
+	bufs, total := t.bufs[:0], 0
+	for i := range batch {
+		bufs = append(bufs, batch[i].data)
+		total += len(batch[i].data)
+	}
+	n, err := tryWritev(t.rc, bufs, total)
+	clear(bufs)
+	if cap(bufs) <= maxBatchFrames {
+		t.bufs = bufs[:0]
+	}
+	return n, err
+}
+
+func (t *wsTransport) writeRest(batch []item, skip int) error {
+	return writeBatch(t.nc, t.wt, skipWritten(batch, skip))
+}
+func (t *wsTransport) abort() { _ = t.nc.Close() }
 
 func (t *wsTransport) end(err error, readerDone bool) {
 	switch {

@@ -1,0 +1,69 @@
+//go:build unix
+
+package push
+
+import (
+	"errors"
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// rawSocket returns the socket under nc when a write to it can be tried
+// without blocking: a plain TCP or Unix socket. Anything else (TLS, whose
+// records belong to the tls.Conn, or a wrapper of a listener module) gets
+// nil and is written by the connection's writer goroutine.
+func rawSocket(nc net.Conn) syscall.RawConn {
+	var sc syscall.Conn
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// tryWritev makes one write(2) or writev(2) of bufs (at most IOV_MAX) and
+// never waits for the socket: it returns the bytes written, and
+// errWouldBlock when the socket's buffer did not take all of them (or a
+// write deadline has passed: the writer goroutine arms a fresh one).
+func tryWritev(rc syscall.RawConn, bufs [][]byte, total int) (int, error) {
+	var n int
+	var werr error
+	err := rc.Write(func(fd uintptr) bool {
+		for {
+			if len(bufs) == 1 {
+				n, werr = unix.Write(int(fd), bufs[0])
+			} else {
+				n, werr = writev(int(fd), bufs)
+			}
+			if werr != unix.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, err
+	case werr == unix.EAGAIN || werr == unix.EWOULDBLOCK:
+		return 0, errWouldBlock
+	case werr != nil:
+		return 0, werr
+	case n < total:
+		return n, errWouldBlock
+	}
+	return n, nil
+}
+
+const rawSocketSupported = true
