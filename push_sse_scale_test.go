@@ -111,3 +111,63 @@ func TestSSEThousandStreamsOverFourHTTP2ConnectionsSurviveAReload(t *testing.T) 
 	pub(10, 20)
 	check(10, 20)
 }
+
+const sseH1ReloadSites = `http://localhost:@HTTP@ {
+	websocket_push /sub {
+		hub sse-h1-reload
+		auth token_is_user
+	}
+	websocket_push /push {
+		hub sse-h1-reload
+		publish_key k
+	}
+	respond /version "%s"
+}`
+
+// TestSSEHTTP1StreamsTakenOverSurviveAReload: SSE streams on HTTP/1.1,
+// which the hub takes over from net/http, are not dropped by a config
+// reload (Caddy's server shutdown does not see them), and go on receiving.
+func TestSSEHTTP1StreamsTakenOverSurviveAReload(t *testing.T) {
+	tc, _ := pushCaddy(t, fmt.Sprintf(sseH1ReloadSites, "one"))
+	const n = 200
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	subs := make([]sseSub, n)
+	for i := range subs {
+		subs[i] = sseSub{openSSE(t, client, tc.URL(fmt.Sprintf("/sub?token=h1-%d", i)), nil)}
+		if subs[i].s.resp.ProtoMajor != 1 {
+			t.Fatalf("protocol %s", subs[i].s.resp.Proto)
+		}
+		expectFrame(t, subs[i], "connected")
+	}
+	pubAll := func(msg int) {
+		for i := range subs {
+			if got := mustPublish(t, tc.URL("/push"), "k", fmt.Sprintf(`{"userId":"h1-%d","message":%d}`, i, msg)); got != 1 {
+				t.Fatalf("message %d to stream %d delivered to %d", msg, i, got)
+			}
+		}
+		for i, s := range subs {
+			f, err := s.next(10 * time.Second)
+			if err != nil || f.Type != "message" || string(f.Message) != fmt.Sprint(msg) {
+				t.Fatalf("stream %d, message %d: %+v %v", i, msg, f, err)
+			}
+		}
+	}
+	pubAll(1)
+	tc.Reload(fmt.Sprintf(sseH1ReloadSites, "two"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(tc.URL("/version"))
+		if err == nil {
+			b := readAllString(resp.Body)
+			resp.Body.Close()
+			if b == "two" {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reload did not apply: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pubAll(2)
+}
