@@ -1,6 +1,7 @@
 package caddyws
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -53,40 +54,27 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 	}
+	strs := map[string]*string{"targets": &t.Targets, "jwt_key": &t.JWTKey, "jwt_alg": &t.JWTAlg, "token_param": &t.TokenParam}
 	seen := map[string]bool{}
 	if t.Upstream != "" {
 		seen["upstream"] = true
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		switch opt {
-		case "allow", "subprotocols", "origins":
-		default:
-			if seen[opt] {
-				return d.Errf("%s: option given twice", opt)
-			}
+		if err := onceOnly(d, seen, "", "allow", "subprotocols", "origins"); err != nil {
+			return err
 		}
-		seen[opt] = true
 		switch opt {
-		case "upstream", "targets", "jwt_key", "jwt_alg", "token_param":
-			var v string
-			if err := oneArg(d, &v); err != nil {
+		case "upstream":
+			if err := oneArg(d, &t.Upstream); err != nil {
 				return err
 			}
-			switch opt {
-			case "upstream":
-				if err := checkUpstream(d, v); err != nil {
-					return err
-				}
-				t.Upstream = v
-			case "targets":
-				t.Targets = v
-			case "jwt_key":
-				t.JWTKey = v
-			case "jwt_alg":
-				t.JWTAlg = v
-			case "token_param":
-				t.TokenParam = v
+			if err := checkUpstream(d, t.Upstream); err != nil {
+				return err
+			}
+		case "targets", "jwt_key", "jwt_alg", "token_param":
+			if err := oneArg(d, strs[opt]); err != nil {
+				return err
 			}
 		case "allow", "subprotocols", "origins":
 			args := d.RemainingArgs()
@@ -144,15 +132,11 @@ func (t *Tunnel) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			t.MaxConnections = n
 		case "buffer_size":
-			var v string
-			if err := oneArg(d, &v); err != nil {
+			n, err := sizeArg(d, "", 1<<10, 16<<20)
+			if err != nil {
 				return err
 			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n < 1024 || n > 16<<20 {
-				return d.Errf("buffer_size %q: want a size from 1KiB to 16MiB", v)
-			}
-			t.BufferSize = int(n)
+			t.BufferSize = n
 		default:
 			return d.Errf("unknown websocket_tunnel option %q", opt)
 		}
@@ -185,6 +169,58 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 		return d.ArgErr()
 	}
 	return nil
+}
+
+// onceOnly records the current option in seen and refuses it when the
+// block gave it before, unless it is one of the repeatable (list) options,
+// which add up. prefix names the enclosing block in the error ("exec: ").
+func onceOnly(d *caddyfile.Dispenser, seen map[string]bool, prefix string, repeatable ...string) error {
+	opt := d.Val()
+	if seen[opt] && !slices.Contains(repeatable, opt) {
+		return d.Errf("%s%s: option given twice", prefix, opt)
+	}
+	seen[opt] = true
+	return nil
+}
+
+// choiceArg reads an argument that must be one of choices.
+func choiceArg(d *caddyfile.Dispenser, prefix string, dst *string, choices ...string) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	if !slices.Contains(choices, s) {
+		last := len(choices) - 1
+		return d.Errf("%s%s %q: want %s or %s", prefix, opt, s, strings.Join(choices[:last], ", "), choices[last])
+	}
+	*dst = s
+	return nil
+}
+
+// sizeArg reads a size argument (64KiB, 1MB, 512) from lo to hi bytes.
+func sizeArg(d *caddyfile.Dispenser, prefix string, lo, hi uint64) (int, error) {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return 0, err
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n < lo || n > hi {
+		return 0, d.Errf("%s%s %q: want a size from %s to %s", prefix, opt, s, sizeText(lo), sizeText(hi))
+	}
+	return int(n), nil
+}
+
+// sizeText writes a bound the way the docs do: 1B, 1KiB, 16MiB.
+func sizeText(n uint64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatUint(n>>20, 10) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatUint(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatUint(n, 10) + "B"
 }
 
 // intArg reads a non-negative integer argument.

@@ -115,7 +115,7 @@ func TestTunnelCaddyfileErrorsNameFileAndLine(t *testing.T) {
 		{"websocket_tunnel {\n\tupstream a:1\n\tidle_timeout -1s\n}", "negative", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\twrite_timeout -1s\n}", "negative", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\tmax_connections many\n}", "max_connections", 3},
-		{"websocket_tunnel {\n\tupstream a:1\n\tbuffer_size 10\n}", "buffer_size", 3},
+		{"websocket_tunnel {\n\tupstream a:1\n\tbuffer_size 10\n}", `buffer_size "10": want a size from 1KiB to 16MiB`, 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\tallow\n}", "wrong argument count", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\torigins\n}", "wrong argument count", 3},
 		{"websocket_tunnel {\n\tupstream a:1\n\tallow 10.0.0.0/33\n}", "bad CIDR", 3},

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/quic-go/quic-go/http3"
@@ -39,13 +38,7 @@ func TestSSEOverHTTP3(t *testing.T) {
 	expectFrame(t, sub, "connected")
 	pc := tlsClient(true)
 	for i := range 20 {
-		req, _ := http.NewRequest(http.MethodPost, base+"/push", strings.NewReader(fmt.Sprintf(`{"event":"e","message":%d}`, i)))
-		req.Header.Set("Authorization", "Bearer k")
-		resp, err := pc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		publishWith(t, pc, base+"/push", "k", fmt.Sprintf(`{"event":"e","message":%d}`, i))
 	}
 	for i := range 20 {
 		expectMessage(t, sub, fmt.Sprint(i), "e")

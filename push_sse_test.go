@@ -35,6 +35,22 @@ func tlsClient(h2 bool) *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// publishWith publishes through c (a client for the tls internal site) and
+// fails the test unless the publish is accepted.
+func publishWith(t *testing.T, c *http.Client, url, key, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("publishing %s: %v", body, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("publishing %s: %d %s", body, resp.StatusCode, readAllString(resp.Body))
+	}
+}
+
 // TestSSEIdleHTTP2StreamOutlivesTheWriteTimeout: a stream idle for twice
 // write_timeout still receives. A write deadline left armed after the last
 // write made Go's HTTP/2 server reset the stream when it passed.
@@ -62,13 +78,7 @@ func TestSSEIdleHTTP2StreamOutlivesTheWriteTimeout(t *testing.T) {
 	expectFrame(t, sub, "connected")
 	for i := range 3 {
 		time.Sleep(700 * time.Millisecond) // > 2 x write_timeout with nothing written
-		req, _ := http.NewRequest(http.MethodPost, base+"/push", strings.NewReader(fmt.Sprintf(`{"userId":"idle","message":%d}`, i)))
-		req.Header.Set("Authorization", "Bearer k")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		publishWith(t, c, base+"/push", "k", fmt.Sprintf(`{"userId":"idle","message":%d}`, i))
 		expectMessage(t, sub, fmt.Sprint(i), "")
 	}
 }

@@ -5,7 +5,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
 )
 
 // unmarshalExec reads the exec subdirective of websocket_tunnel. Syntax:
@@ -30,36 +29,25 @@ func unmarshalExec(d *caddyfile.Dispenser) (*ExecUpstream, error) {
 	if len(e.Command) == 0 {
 		return nil, d.Err("exec: a program is required")
 	}
+	strs := map[string]*string{"dir": &e.Dir, "user": &e.User, "group": &e.Group}
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] && opt != "env" && opt != "pass_header" {
-			return nil, d.Errf("exec: %s: option given twice", opt)
+		if err := onceOnly(d, seen, "exec: ", "env", "pass_header"); err != nil {
+			return nil, err
 		}
-		seen[opt] = true
 		switch opt {
-		case "mode", "dir", "user", "group", "stderr":
-			var v string
-			if err := oneArg(d, &v); err != nil {
+		case "mode":
+			if err := choiceArg(d, "exec: ", &e.Mode, execLines, execBinary, execPTY); err != nil {
 				return nil, err
 			}
-			switch opt {
-			case "mode":
-				if v != execLines && v != execBinary && v != execPTY {
-					return nil, d.Errf("exec: mode %q: want lines, binary or pty", v)
-				}
-				e.Mode = v
-			case "dir":
-				e.Dir = v
-			case "user":
-				e.User = v
-			case "group":
-				e.Group = v
-			case "stderr":
-				if v != "log" && v != "client" {
-					return nil, d.Errf("exec: stderr %q: want log or client", v)
-				}
-				e.Stderr = v
+		case "stderr":
+			if err := choiceArg(d, "exec: ", &e.Stderr, "log", "client"); err != nil {
+				return nil, err
+			}
+		case "dir", "user", "group":
+			if err := oneArg(d, strs[opt]); err != nil {
+				return nil, err
 			}
 		case "env":
 			args := d.RemainingArgs()
@@ -93,15 +81,11 @@ func unmarshalExec(d *caddyfile.Dispenser) (*ExecUpstream, error) {
 			}
 			e.KillGrace = caddy.Duration(dur)
 		case "max_line":
-			var v string
-			if err := oneArg(d, &v); err != nil {
+			n, err := sizeArg(d, "exec: ", 1, 16<<20)
+			if err != nil {
 				return nil, err
 			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n < 1 || n > 16<<20 {
-				return nil, d.Errf("exec: max_line %q: want a size from 1B to 16MiB", v)
-			}
-			e.MaxLine = int(n)
+			e.MaxLine = n
 		case "allow_anonymous":
 			if d.NextArg() {
 				return nil, d.ArgErr()

@@ -15,7 +15,11 @@ func TestExecCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"websocket_tunnel {\n exec /bin/cat {\n  env A 1\n  env A 2\n }\n}", "env A given twice"},
 		{"websocket_tunnel {\n exec /bin/cat {\n  env A=B 1\n }\n}", "env name"},
 		{"websocket_tunnel {\n exec /bin/cat {\n  kill_grace 0s\n }\n}", "kill_grace"},
-		{"websocket_tunnel {\n exec /bin/cat {\n  max_line 1TiB\n }\n}", "max_line"},
+		{"websocket_tunnel {\n exec /bin/cat {\n  max_line 1TiB\n }\n}", `exec: max_line "1TiB": want a size from 1B to 16MiB`},
+		{"websocket_tunnel {\n exec /bin/cat {\n  mode tty\n }\n}", `exec: mode "tty": want lines, binary or pty`},
+		{"websocket_tunnel {\n exec /bin/cat {\n  stderr file\n }\n}", `exec: stderr "file": want log or client`},
+		{"websocket_tunnel {\n exec /bin/cat {\n  user a b\n }\n}", "Testfile:3"},
+		{"websocket_tunnel {\n exec /bin/cat {\n  pass_header A\n  dir /a\n  pass_header B\n  dir /b\n }\n}", "exec: dir: option given twice"},
 		{"websocket_tunnel {\n exec /bin/cat {\n  mode pty\n  mode lines\n }\n}", "given twice"},
 		{"websocket_tunnel {\n exec /bin/cat {\n  allow_anonymous yes\n }\n}", "Testfile:3"},
 	} {
@@ -42,5 +46,16 @@ func TestExecArgvKeepsPlaceholdersLiteral(t *testing.T) {
 	}
 	if got := tt.Exec.Command; len(got) != 2 || got[1] != "{http.request.uri.query.x}" {
 		t.Fatalf("command %q", got)
+	}
+}
+
+func TestExecCaddyfileSetsTheStringOptions(t *testing.T) {
+	d := caddyfile.NewTestDispenser("websocket_tunnel {\n exec /bin/cat {\n  dir /srv\n  user www\n  group staff\n  mode binary\n  stderr client\n }\n}")
+	tt := new(Tunnel)
+	if err := tt.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if e := tt.Exec; e.Dir != "/srv" || e.User != "www" || e.Group != "staff" || e.Mode != execBinary || e.Stderr != "client" {
+		t.Fatalf("exec %+v", e)
 	}
 }

@@ -1,6 +1,20 @@
-# Shell shared by the broker benchmarks (bench/run-brokers.sh,
-# bench/run-clusters.sh); sourced, not run. The caller sets out (a temp
-# dir), PIDS=() and HISTORY, and traps cleanup.
+# Shell shared by the websocket_push benchmarks (bench/run-push.sh,
+# bench/run-brokers.sh, bench/run-clusters.sh); sourced, not run. The
+# caller calls bench_init first; start_node also reads HISTORY.
+
+# bench_init <name>: $out, a temp dir removed on exit (after the servers in
+# PIDS are stopped; a script that tracks its servers otherwise sets its own
+# EXIT trap after this), JSON in it unless set, the descriptor limit raised
+# for 10 000 connections (the server and the tool each hold one per
+# connection) and a random PUSH_KEY.
+bench_init() {
+	out=$(mktemp -d "/tmp/$1.XXXXXX")
+	JSON=${JSON:-$out/results.jsonl}
+	PIDS=()
+	trap 'stop_all; rm -rf "$out"' EXIT
+	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+	export PUSH_KEY="bench-$RANDOM$RANDOM$RANDOM"
+}
 
 # Ports below the kernel's ephemeral range (32768+), which the tool's 10 000
 # client connections use up, and not in use by any socket.
@@ -95,16 +109,26 @@ cpu_ticks() {
 	echo "$sum"
 }
 
-# cell_flags prints the load tool's flags of a named cell.
+# cell_flags prints the load tool's flags of a named cell. 100 users x 10
+# events, so a user publish reaches N/100 connections, an event publish
+# N/10, a broadcast N.
 cell_flags() {
 	case $1 in
 	n1k-user) echo "-conns 1000 -target user -publishes 20000 -rate 0 -publishers 16" ;;
-	n10k-user) echo "-conns 10000 -target user -publishes 5000 -rate 0 -publishers 16" ;;
 	n1k-broadcast) echo "-conns 1000 -target broadcast -publishes 2000 -rate 0 -publishers 4" ;;
+	n10k-user) echo "-conns 10000 -target user -publishes 5000 -rate 0 -publishers 16" ;;
+	# The shape commonly quoted for push servers: 10k connections, 2000 publishes/s.
 	n10k-anchor) echo "-conns 10000 -target user -publishes 4000 -rate 2000 -publishers 32" ;;
-	# 20 000 deliveries/s offered: below saturation, so latency is the
-	# broker hop and not a backlog (with -rate 0 the publishing node is not
-	# slowed by the subscribers' node, and a queue builds up between them).
+	# 50 000 deliveries/s offered: latency below saturation.
+	n10k-user-500) echo "-conns 10000 -target user -publishes 5000 -rate 500 -publishers 16" ;;
+	# 10 000 deliveries/s offered: latency well below saturation.
+	n10k-user-100) echo "-conns 10000 -target user -publishes 2000 -rate 100 -publishers 8" ;;
+	n10k-event) echo "-conns 10000 -target event -publishes 500 -rate 100 -publishers 8" ;;
+	n10k-broadcast) echo "-conns 10000 -target broadcast -publishes 100 -rate 20 -publishers 4" ;;
+	# Across brokers, 20 000 deliveries/s offered: below saturation, so
+	# latency is the broker hop and not a backlog (with -rate 0 the
+	# publishing node is not slowed by the subscribers' node, and a queue
+	# builds up between them).
 	n1k-user-500) echo "-conns 1000 -target user -publishes 10000 -rate 500 -publishers 16" ;;
 	n10k-user-200) echo "-conns 10000 -target user -publishes 4000 -rate 200 -publishers 16" ;;
 	*) echo "unknown cell $1" >&2; return 1 ;;

@@ -22,17 +22,10 @@ CELLS=${CELLS:-"n1k-user n1k-broadcast n10k-user n1k-user-500 n10k-user-200"}
 BROKERS=${BROKERS:-"memory nats redis"}
 HISTORY=${HISTORY-"history 1000 10m"}
 
-out=$(mktemp -d /tmp/broker-bench.XXXXXX)
-JSON=${JSON:-$out/results.jsonl}
-PIDS=()
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-cleanup() { stop_all; rm -rf "$out"; }
-trap cleanup EXIT
-
+bench_init broker-bench
 build_tools
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-export PUSH_KEY="bench-$RANDOM$RANDOM"
 
 status=0
 for run in $(seq 1 "$RUNS"); do

@@ -37,17 +37,10 @@ HISTORY=${HISTORY-"history 1000 10m"}
 RATE=${RATE:-200}
 USERS=${USERS:-60}
 
-out=$(mktemp -d /tmp/cluster-bench.XXXXXX)
-JSON=${JSON:-$out/results.jsonl}
-PIDS=()
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-cleanup() { stop_all; rm -rf "$out"; }
-trap cleanup EXIT
-
+bench_init cluster-bench
 build_tools
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-export PUSH_KEY="bench-$RANDOM$RANDOM"
 
 # start_redis <port> <args...>: one redis-server; sets RPID.
 start_redis() {

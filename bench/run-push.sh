@@ -39,24 +39,17 @@ TRANSPORTS=${TRANSPORTS:-ws}
 FLOOR=${FLOOR:-1}
 CELLS=${CELLS:-"n1k-user n1k-broadcast n10k-user n10k-anchor n10k-user-500 n10k-user-100 n10k-event n10k-broadcast"}
 SERVERS=${SERVERS:-"caddy ref"}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+bench_init push-bench
 # Random free loopback ports unless given: Caddy listens with SO_REUSEPORT,
 # so a second Caddy on a fixed port (another run of this script, say) would
 # silently share the connections.
-free_port() {
-	local p
-	for _ in $(seq 1 50); do
-		p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768+) the load dials from
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
-	done
-	echo "run-push.sh: no free port found" >&2
-	return 1
-}
 HTTP_PORT=${BENCH_HTTP_PORT:-$(free_port)}
 ADMIN_PORT=${BENCH_ADMIN_PORT:-$(free_port)}
 REF_PORT=${BENCH_REF_PORT:-$(free_port)}
+export BENCH_HTTP_PORT=$HTTP_PORT BENCH_ADMIN_PORT=$ADMIN_PORT
 
-out=$(mktemp -d /tmp/push-bench.XXXXXX)
-JSON=${JSON:-$out/results.jsonl}
 CADDY_PID=""
 REF_PID=""
 cleanup() {
@@ -74,13 +67,6 @@ else
 fi
 go build -o "$out/push-bench" ./bench/push
 go build -o "$out/floor" ./bench/floor
-
-# 10 000 subscribers: the server and the tool each hold one descriptor per
-# connection.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
-export PUSH_KEY="bench-$RANDOM$RANDOM$RANDOM"
-export BENCH_HTTP_PORT=$HTTP_PORT BENCH_ADMIN_PORT=$ADMIN_PORT
 
 start_caddy() {
 	"$out/caddy" run --config bench/push.Caddyfile --adapter caddyfile >"$out/caddy.log" 2>&1 &
@@ -126,25 +112,6 @@ stop_caddy() {
 	kill "$CADDY_PID" 2>/dev/null || true
 	wait "$CADDY_PID" 2>/dev/null || true
 	CADDY_PID=""
-}
-
-# Cells: name, then the tool's flags. 100 users x 10 events, so a user
-# publish reaches N/100 connections, an event publish N/10, a broadcast N.
-cell_flags() {
-	case $1 in
-	n1k-user) echo "-conns 1000 -target user -publishes 20000 -rate 0 -publishers 16" ;;
-	n1k-broadcast) echo "-conns 1000 -target broadcast -publishes 2000 -rate 0 -publishers 4" ;;
-	n10k-user) echo "-conns 10000 -target user -publishes 5000 -rate 0 -publishers 16" ;;
-	# The shape commonly quoted for push servers: 10k connections, 2000 publishes/s.
-	n10k-anchor) echo "-conns 10000 -target user -publishes 4000 -rate 2000 -publishers 32" ;;
-	# 50 000 deliveries/s offered: latency below saturation.
-	n10k-user-500) echo "-conns 10000 -target user -publishes 5000 -rate 500 -publishers 16" ;;
-	# 10 000 deliveries/s offered: latency well below saturation.
-	n10k-user-100) echo "-conns 10000 -target user -publishes 2000 -rate 100 -publishers 8" ;;
-	n10k-event) echo "-conns 10000 -target event -publishes 500 -rate 100 -publishers 8" ;;
-	n10k-broadcast) echo "-conns 10000 -target broadcast -publishes 100 -rate 20 -publishers 4" ;;
-	*) echo "unknown cell $1" >&2; return 1 ;;
-	esac
 }
 
 status=0

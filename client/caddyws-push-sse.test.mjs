@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PushClient, sseURL, wsURL } from './caddyws-push.js';
+import { FakeSocket, fakeTimers, msg, tick } from './fake-network.mjs';
 
 class FakeEventSource {
   static all = [];
@@ -42,35 +43,6 @@ class FakeEventSource {
   }
 }
 
-class FakeSocket {
-  static all = [];
-  constructor(url) { this.url = url; this.readyState = 0; this.sent = []; FakeSocket.all.push(this); }
-  send(s) { this.sent.push(JSON.parse(s)); }
-  close(code, reason) { this.readyState = 3; this.closedWith = { code, reason }; }
-  open() { this.readyState = 1; this.onopen?.(); }
-  frame(obj) { this.onmessage?.({ data: JSON.stringify(obj) }); }
-  drop(code, reason = '') { this.readyState = 3; this.onclose?.({ code, reason }); }
-}
-
-function fakeTimers() {
-  const pending = [];
-  return {
-    pending,
-    setTimeout: (fn, ms) => { const t = { fn, ms }; pending.push(t); return t; },
-    clearTimeout: (t) => { const i = pending.indexOf(t); if (i >= 0) pending.splice(i, 1); },
-    async fire(ms) {
-      const i = ms === undefined ? 0 : pending.findIndex((t) => t.ms === ms);
-      assert.ok(i >= 0 && pending[i], `a timer${ms === undefined ? '' : ' of ' + ms + ' ms'} is pending (have ${pending.map((t) => t.ms)})`);
-      const [t] = pending.splice(i, 1);
-      t.fn();
-      await tick();
-      return t.ms;
-    },
-  };
-}
-
-const tick = () => new Promise((r) => setImmediate(r));
-
 function newClient(opts = {}) {
   FakeEventSource.all = [];
   FakeSocket.all = [];
@@ -80,10 +52,6 @@ function newClient(opts = {}) {
     random: () => 0.5, connectTimeout: 0, network: null, ...timers, ...opts,
   });
   return { c, timers, es: () => FakeEventSource.all[FakeEventSource.all.length - 1], ws: () => FakeSocket.all[FakeSocket.all.length - 1] };
-}
-
-function msg(stream, offset, message, extra = {}) {
-  return { type: 'message', id: `${stream}-${offset}`, event: 'news', message, stream, offset, epoch: 'e1', ...extra };
 }
 
 test('sseURL and wsURL map the schemes and carry events, token and last event id', () => {

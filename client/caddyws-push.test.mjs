@@ -6,36 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PushClient, backoffDelay, shouldReconnect, FATAL_CLOSE_CODES } from './caddyws-push.js';
-
-// FakeSocket records what the client sends; the test plays the server.
-class FakeSocket {
-  static all = [];
-  constructor(url) {
-    this.url = url;
-    this.readyState = 0;
-    this.sent = [];
-    FakeSocket.all.push(this);
-  }
-  send(s) { this.sent.push(JSON.parse(s)); }
-  close(code, reason) { this.readyState = 3; this.closedWith = { code, reason }; }
-  // server side
-  open() { this.readyState = 1; this.onopen?.(); }
-  frame(obj) { this.onmessage?.({ data: JSON.stringify(obj) }); }
-  drop(code, reason = '') { this.readyState = 3; this.onclose?.({ code, reason }); }
-}
-
-// fakeTimers runs reconnect timers only when the test says so.
-function fakeTimers() {
-  const pending = [];
-  return {
-    pending,
-    setTimeout: (fn, ms) => { const t = { fn, ms }; pending.push(t); return t; },
-    clearTimeout: (t) => { const i = pending.indexOf(t); if (i >= 0) pending.splice(i, 1); },
-    async fire() { const t = pending.shift(); assert.ok(t, 'a reconnect timer is pending'); t.fn(); await tick(); return t.ms; },
-  };
-}
-
-const tick = () => new Promise((r) => setImmediate(r));
+import { FakeSocket, fakeTimers, msg, tick } from './fake-network.mjs';
 
 function newClient(opts = {}) {
   FakeSocket.all = [];
@@ -44,10 +15,6 @@ function newClient(opts = {}) {
   // tests (caddyws-push-sse.test.mjs).
   const c = new PushClient('wss://x/ws', { WebSocket: FakeSocket, random: () => 0.5, connectTimeout: 0, ...timers, ...opts });
   return { c, timers, sock: () => FakeSocket.all[FakeSocket.all.length - 1] };
-}
-
-function msg(stream, offset, message, extra = {}) {
-  return { type: 'message', id: `${stream}-${offset}`, event: 'news', message, stream, offset, epoch: 'e1', ...extra };
 }
 
 test('backoffDelay is full jitter under an exponential ceiling', () => {
