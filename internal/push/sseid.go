@@ -26,8 +26,10 @@ import (
 // Bounds of a Last-Event-ID: it is hostile input, and parsed before
 // anything else about the request is known.
 const (
-	maxLastEventID     = 16 << 10
-	maxLastEventIDKeys = maxRecoverKeys
+	maxLastEventID = 16 << 10
+	// The server's own ids name every stream a connection follows: up
+	// to maxRecoverKeys events, its user's stream and the broadcast one.
+	maxLastEventIDKeys = maxRecoverKeys + 2
 	maxEpochLen        = 128
 )
 
