@@ -93,21 +93,7 @@ func TestSSEThousandStreamsOverFourHTTP2ConnectionsSurviveAReload(t *testing.T) 
 	for _, c := range clients {
 		c.CloseIdleConnections()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := clients[0].Get(base + "/version")
-		if err == nil {
-			b := readAllString(resp.Body)
-			resp.Body.Close()
-			if b == "two" {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("reload did not apply: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitVersion(t, clients[0], base+"/version", "two")
 	pub(10, 20)
 	check(10, 20)
 }
@@ -154,14 +140,21 @@ func TestSSEHTTP1StreamsTakenOverSurviveAReload(t *testing.T) {
 	}
 	pubAll(1)
 	tc.Reload(fmt.Sprintf(sseH1ReloadSites, "two"))
+	waitVersion(t, http.DefaultClient, tc.URL("/version"), "two")
+	pubAll(2)
+}
+
+// waitVersion waits until u answers want: the reload has applied.
+func waitVersion(t *testing.T, c *http.Client, u, want string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		resp, err := http.Get(tc.URL("/version"))
+		resp, err := c.Get(u)
 		if err == nil {
 			b := readAllString(resp.Body)
 			resp.Body.Close()
-			if b == "two" {
-				break
+			if b == want {
+				return
 			}
 		}
 		if time.Now().After(deadline) {
@@ -169,5 +162,4 @@ func TestSSEHTTP1StreamsTakenOverSurviveAReload(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	pubAll(2)
 }

@@ -448,6 +448,22 @@ func getBuf(n int) *[]byte {
 	return bp
 }
 
+// joinBufs returns bufs joined in a pooled buffer (give it back with
+// putBuf).
+func joinBufs(bufs [][]byte) *[]byte {
+	size := 0
+	for _, b := range bufs {
+		size += len(b)
+	}
+	bp := getBuf(size)
+	out := (*bp)[:0]
+	for _, b := range bufs {
+		out = append(out, b...)
+	}
+	*bp = out
+	return bp
+}
+
 func putBuf(bp *[]byte) {
 	if cap(*bp) <= 1<<20 {
 		bufPool.Put(bp)

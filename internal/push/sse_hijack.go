@@ -103,18 +103,9 @@ func (hs *hijackedStream) writeBufs(timeout time.Duration, bufs [][]byte) error 
 		return err
 	}
 	// One write, so that TLS makes one record of it.
-	size := 0
-	for _, p := range bufs {
-		size += len(p)
-	}
-	bp := getBuf(size)
-	out := (*bp)[:0]
-	for _, p := range bufs {
-		out = append(out, p...)
-	}
+	bp := joinBufs(bufs)
 	clear(bufs)
-	_, err := hs.nc.Write(out)
-	*bp = out
+	_, err := hs.nc.Write(*bp)
 	putBuf(bp)
 	return err
 }
