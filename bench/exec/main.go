@@ -183,7 +183,7 @@ var cells = []cell{
 		return err
 	}},
 	{"idle", func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
-		kib, err := idleMemory(ctx, p, cfg.idle)
+		kib, err := idleMemory(ctx, p, cfg.idle, out)
 		out["idle_kib"] = kib
 		return err
 	}},

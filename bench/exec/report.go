@@ -36,6 +36,7 @@ var metrics = []metric{
 	{"tput_cpu_programs", "… CPU per MB echoed: cat, ms", false, 0},
 	{"tput_cpu_client", "… CPU per MB echoed: the load tool, ms", false, 0},
 	{"idle_kib", "server memory per idle session (RSS delta / N, programs excluded), KiB", false, 0},
+	{"idle_go_kib", "… Caddy's Go heap and stacks per idle session (runtime memstats after a GC), KiB", false, 0},
 }
 
 func median(v []float64) float64 {
@@ -90,7 +91,11 @@ func writeTable(w io.Writer, peers []*peer, res results, runs int, load [][3]flo
 		}
 		fmt.Fprintf(w, "| %s |", m.label)
 		for _, p := range peers {
-			fmt.Fprintf(w, " %s |", fmtVal(median(res[p.name][m.key])))
+			if v := res[p.name][m.key]; len(v) > 0 {
+				fmt.Fprintf(w, " %s |", fmtVal(median(v)))
+			} else {
+				fmt.Fprint(w, " – |")
+			}
 		}
 		if both {
 			ours, ref := median(res["caddyws"][m.key]), median(res["websocketd"][m.key])

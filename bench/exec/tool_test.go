@@ -4,10 +4,12 @@ package main
 
 import (
 	"context"
+	"expvar"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +120,32 @@ func TestCPUTimesCountProgramsRunningAndReaped(t *testing.T) {
 	reaped := p.cpuTimes().programs - before.programs
 	if running < 0.05 || reaped < running {
 		t.Fatalf("programs CPU %.2fs while running, %.2fs once reaped", running, reaped)
+	}
+}
+
+// TestGoMemoryReadsTheAdminMemstats reads this process's own memstats
+// through the same endpoints Caddy's admin serves.
+func TestGoMemoryReadsTheAdminMemstats(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle("/debug/vars", expvar.Handler())
+	mux.HandleFunc("/debug/pprof/heap", func(w http.ResponseWriter, r *http.Request) { runtime.GC() })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	p := &peer{admin: strings.TrimPrefix(srv.URL, "http://")}
+	before, err := p.goMemory()
+	if err != nil || before == 0 {
+		t.Fatalf("memory %d: %v", before, err)
+	}
+	hold := make([][]byte, 64)
+	for i := range hold {
+		hold[i] = make([]byte, 64<<10)
+	}
+	after, err := p.goMemory()
+	if err != nil || after < before+3<<20 {
+		t.Fatalf("4 MiB held: memory went from %d to %d: %v", before, after, err)
+	}
+	runtime.KeepAlive(hold)
+	if _, err := (&peer{}).goMemory(); err == nil {
+		t.Fatal("a peer without an admin endpoint gave a figure")
 	}
 }
