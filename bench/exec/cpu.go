@@ -66,6 +66,30 @@ func procTicks(pid int) (own, all int64) {
 	return own, all
 }
 
+// settle waits, at most d, until the servers have no program left, so a
+// CPU reading counts every program once: a program reaped between the
+// reading of its server's times and of its children would be missed.
+func (p *peer) settle(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if !p.hasChildren() {
+			return
+		}
+	}
+}
+
+func (p *peer) hasChildren() bool {
+	for _, pid := range p.pids {
+		dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+		tasks, _ := os.ReadDir(dir)
+		for _, t := range tasks {
+			if kids, _ := os.ReadFile(filepath.Join(dir, t.Name(), "children")); len(strings.TrimSpace(string(kids))) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // selfCPU is this tool's own CPU time in seconds (the load generator).
 func selfCPU() float64 {
 	var ru syscall.Rusage

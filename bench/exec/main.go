@@ -160,6 +160,10 @@ func run(ctx context.Context, args []string) error {
 
 type cellFunc func(ctx context.Context, p *peer, cfg config, out map[string]float64) error
 
+// settleWait bounds the wait for the programs of earlier sessions to be
+// reaped around a CPU reading (more than both servers take to end them).
+const settleWait = 5 * time.Second
+
 type cell struct {
 	name string
 	run  cellFunc
@@ -167,18 +171,22 @@ type cell struct {
 
 var cells = []cell{
 	{"sessions", func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
+		p.settle(settleWait)
 		c0, self0 := p.cpuTimes(), selfCPU()
 		r, err := sessions(ctx, p.session, cfg.par, cfg.dur)
 		out["sessions"], out["sess_connect_ms"], out["sess_first_ms"] = r.rate, r.connectMs, r.firstMs
+		p.settle(settleWait)
 		p.cpuDelta(out, "sess_cpu", c0, self0, float64(r.count))
 		return err
 	}},
 	{"rtt_lines", rttCell("lines", websocket.TextMessage, 64)},
 	{"rtt_binary", rttCell("binary", websocket.BinaryMessage, 64)},
 	{"tput", func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
+		p.settle(settleWait)
 		c0, self0 := p.cpuTimes(), selfCPU()
 		mbps, got, err := throughput(ctx, p.binary, 64<<10, cfg.window, cfg.dur, cfg.maxBytes)
 		out["tput"] = mbps
+		p.settle(settleWait)
 		p.cpuDelta(out, "tput_cpu", c0, self0, float64(got)/1e6)
 		return err
 	}},
