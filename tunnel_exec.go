@@ -225,14 +225,19 @@ func (t *Tunnel) serveExec(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// upgraderOf is the tunnel's upgrader with write buffers of buffer_size
-// (taken from a pool only while a frame is written, so idle sessions hold
-// none): a full read of the program's output then goes out as one write
-// of header and payload. With the tunnel's small buffers gorilla writes the
-// header with the first 4 KiB, then the rest: two writes and two TCP
-// segments per frame, the largest cost of a bulk transfer after the
-// copies themselves.
+// upgraderOf is, in binary and pty modes, the tunnel's upgrader with write
+// buffers of buffer_size (taken from a pool only while a frame is written,
+// so idle sessions hold none): a full read of the program's output then
+// goes out as one write of header and payload. With the tunnel's small
+// buffers gorilla writes the header with the first 4 KiB, then the rest:
+// two writes and two TCP segments per frame, the largest cost of a bulk
+// transfer after the copies themselves. Lines mode keeps the small
+// buffers: its messages are lines, usually short, and many chatty sessions
+// writing at once should not each take buffer_size bytes.
 func (e *ExecUpstream) upgraderOf(t *Tunnel) *websocket.Upgrader {
+	if e.Mode == execLines {
+		return t.upgrader
+	}
 	e.upgraderOnce.Do(func() {
 		u := *t.upgrader
 		u.WriteBufferSize = max(t.BufferSize, u.WriteBufferSize)
