@@ -2,6 +2,7 @@ package exec
 
 import (
 	"os"
+	"sync"
 	"sync/atomic"
 )
 
@@ -28,14 +29,23 @@ var pipeGrowth atomic.Int64
 
 // grownPipes records what one session took from the budget.
 type grownPipes struct {
-	tried atomic.Bool
-	extra atomic.Int64
+	tried atomic.Bool // the fast check on every bulk read and write
+	// mu orders a growth with the release, which may come from another
+	// goroutine while a last read is still growing the pipes.
+	mu       sync.Mutex
+	released bool
+	extra    int64
 }
 
 // grow grows stdin and stdout to GrowPipeSize, once per session, if the
 // budget allows (on Linux; elsewhere pipes keep their size).
 func (g *grownPipes) grow(files ...*os.File) {
 	if g.tried.Swap(true) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.released {
 		return
 	}
 	for _, f := range files {
@@ -52,12 +62,16 @@ func (g *grownPipes) grow(files ...*os.File) {
 		if !ok {
 			return
 		}
-		g.extra.Add(extra)
+		g.extra += extra
 	}
 }
 
 // release gives the session's share of the budget back; its pipes are
 // closed or about to be.
 func (g *grownPipes) release() {
-	pipeGrowth.Add(-g.extra.Swap(0))
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.released = true
+	pipeGrowth.Add(-g.extra)
+	g.extra = 0
 }

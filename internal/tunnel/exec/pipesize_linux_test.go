@@ -70,3 +70,17 @@ func TestPipesStopGrowingAtTheBudget(t *testing.T) {
 		t.Fatalf("budget %d after a refused growth", used)
 	}
 }
+
+func TestNoGrowthAfterTheRelease(t *testing.T) {
+	p := start(t, Config{Command: []string{"/bin/cat"}})
+	small := pipeSize(t, p.stdout)
+	used := pipeGrowth.Load()
+	p.pipes.release()
+	p.pipes.grow(p.stdout, p.stdin)
+	if got := pipeSize(t, p.stdout); got != small {
+		t.Fatalf("pipe grew to %d after the release", got)
+	}
+	if now := pipeGrowth.Load(); now != used {
+		t.Fatalf("budget %d after a growth past the release, was %d", now, used)
+	}
+}
