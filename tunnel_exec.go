@@ -8,9 +8,11 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/caddyws/caddyws/internal/tunnel"
@@ -74,6 +76,9 @@ type ExecUpstream struct {
 	AllowAnonymous bool `json:"allow_anonymous,omitempty"`
 
 	credential *exec.Credential
+
+	upgraderOnce sync.Once
+	upgrader     *websocket.Upgrader
 }
 
 // Modes of an exec upstream.
@@ -165,7 +170,7 @@ func (t *Tunnel) serveExec(w http.ResponseWriter, r *http.Request) error {
 			return proc.Resize(cols, rows)
 		}
 	}
-	s, err := tunnel.Accept(w, r, t.upgrader, opts)
+	s, err := tunnel.Accept(w, r, e.upgraderOf(t), opts)
 	if err != nil {
 		tunnelsTotal.WithLabelValues(resultUpgradeFailed, upstreamExec).Inc()
 		if c := t.logger.Check(zap.DebugLevel, "websocket upgrade failed"); c != nil {
@@ -219,6 +224,33 @@ func (t *Tunnel) serveExec(w http.ResponseWriter, r *http.Request) error {
 	t.logExec(logger, res, proc.Pid(), status)
 	return nil
 }
+
+// upgraderOf is, in binary and pty modes, the tunnel's upgrader with write
+// buffers of buffer_size (taken from a pool only while a frame is written,
+// so idle sessions hold none): a full read of the program's output then
+// goes out as one write of header and payload. With the tunnel's small
+// buffers gorilla writes the header with the first 4 KiB, then the rest:
+// two writes and two TCP segments per frame, the largest cost of a bulk
+// transfer after the copies themselves. Lines mode keeps the small
+// buffers: its messages are lines, usually short, and many chatty sessions
+// writing at once should not each take buffer_size bytes.
+func (e *ExecUpstream) upgraderOf(t *Tunnel) *websocket.Upgrader {
+	if e.Mode == execLines {
+		return t.upgrader
+	}
+	e.upgraderOnce.Do(func() {
+		u := *t.upgrader
+		u.WriteBufferSize = max(t.BufferSize, u.WriteBufferSize)
+		p, _ := execWritePools.LoadOrStore(u.WriteBufferSize, &sync.Pool{})
+		u.WriteBufferPool = p.(*sync.Pool)
+		e.upgrader = &u
+	})
+	return e.upgrader
+}
+
+// execWritePools holds a write buffer pool per buffer size: gorilla takes
+// any buffer a pool gives it as one of its own size.
+var execWritePools sync.Map
 
 // execReaderSize is the client reader an exec session holds for its life:
 // small, since a thousand idle shells should not pin 64 KiB each.

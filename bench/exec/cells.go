@@ -187,10 +187,11 @@ func throughput(ctx context.Context, url string, chunk, window int, dur time.Dur
 // idleMemory opens n sessions of cat (lines mode), each checked with one
 // echo, and returns the servers' RSS growth per session in KiB. Programs
 // are separate processes and not counted.
-func idleMemory(ctx context.Context, p *peer, n int) (float64, error) {
+func idleMemory(ctx context.Context, p *peer, n int, out map[string]float64) (float64, error) {
 	runtime.GC()
 	time.Sleep(500 * time.Millisecond)
 	before := p.rss()
+	goBefore, goErr := p.goMemory()
 	conns := make([]*websocket.Conn, 0, n)
 	defer func() {
 		for _, c := range conns {
@@ -213,5 +214,10 @@ func idleMemory(ctx context.Context, p *peer, n int) (float64, error) {
 	}
 	time.Sleep(time.Second)
 	after := p.rss()
+	if goErr == nil {
+		if goAfter, err := p.goMemory(); err == nil {
+			out["idle_go_kib"] = float64(goAfter-goBefore) / 1024 / float64(n)
+		}
+	}
 	return float64(after-before) / 1024 / float64(n), nil
 }

@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string) error {
 	caddyfile := fs.String("caddyfile", "", "Caddyfile template replacing the built-in one ({port}, {admin}; routes /session, /lines, /binary)")
 	wsd := fs.String("websocketd", "websocketd", "websocketd binary")
 	only := fs.String("only", "", "comma-separated peers (caddyws,websocketd)")
+	cellList := fs.String("cells", "", "comma-separated cells to run (sessions,rtt_lines,rtt_binary,tput,idle); default: all")
 	runs := fs.Int("runs", 3, "runs; the table shows medians")
 	jsonOut := fs.String("json", "", "also write every run's figures to this file")
 	profDir := fs.String("profile", "", "save a CPU profile of Caddy (its admin /debug/pprof) during each of its cells of the first run into this folder")
@@ -65,7 +66,8 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.window, "window", 256<<10, "most bytes in flight (sent, not yet echoed) in the throughput cell")
 	fs.Int64Var(&cfg.maxBytes, "max-bytes", 1<<30, "most bytes per throughput cell")
 	_ = fs.Parse(args)
-	want := func(n string) bool { return *only == "" || strings.Contains(","+*only+",", ","+n+",") }
+	in := func(list, n string) bool { return list == "" || strings.Contains(","+list+",", ","+n+",") }
+	want := func(n string) bool { return in(*only, n) }
 
 	dir, err := os.MkdirTemp("", "exec-bench-")
 	if err != nil {
@@ -114,13 +116,16 @@ func run(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "run %d/%d\n", r, *runs)
 		// Cell by cell, every peer in turn: outside load falls on both alike.
 		for i, c := range cells {
+			if !in(*cellList, c.name) {
+				continue
+			}
 			for _, p := range peers {
 				out := map[string]float64{}
 				var prof <-chan error
 				if *profDir != "" && r == 1 && p.admin != "" {
 					prof = profileCaddy(p.admin, filepath.Join(*profDir, fmt.Sprintf("cell%d.pprof", i)), cfg.dur)
 				}
-				err := c(ctx, p, cfg, out)
+				err := c.run(ctx, p, cfg, out)
 				if prof != nil {
 					if perr := <-prof; perr != nil {
 						fmt.Fprintln(os.Stderr, "  profile:", perr)
@@ -155,24 +160,41 @@ func run(ctx context.Context, args []string) error {
 
 type cellFunc func(ctx context.Context, p *peer, cfg config, out map[string]float64) error
 
-var cells = []cellFunc{
-	func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
+// settleWait bounds the wait for the programs of earlier sessions to be
+// reaped around a CPU reading (more than both servers take to end them).
+const settleWait = 5 * time.Second
+
+type cell struct {
+	name string
+	run  cellFunc
+}
+
+var cells = []cell{
+	{"sessions", func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
+		p.settle(settleWait)
+		c0, self0 := p.cpuTimes(), selfCPU()
 		r, err := sessions(ctx, p.session, cfg.par, cfg.dur)
 		out["sessions"], out["sess_connect_ms"], out["sess_first_ms"] = r.rate, r.connectMs, r.firstMs
+		p.settle(settleWait)
+		p.cpuDelta(out, "sess_cpu", c0, self0, float64(r.count))
 		return err
-	},
-	rttCell("lines", websocket.TextMessage, 64),
-	rttCell("binary", websocket.BinaryMessage, 64),
-	func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
-		mbps, _, err := throughput(ctx, p.binary, 64<<10, cfg.window, cfg.dur, cfg.maxBytes)
+	}},
+	{"rtt_lines", rttCell("lines", websocket.TextMessage, 64)},
+	{"rtt_binary", rttCell("binary", websocket.BinaryMessage, 64)},
+	{"tput", func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
+		p.settle(settleWait)
+		c0, self0 := p.cpuTimes(), selfCPU()
+		mbps, got, err := throughput(ctx, p.binary, 64<<10, cfg.window, cfg.dur, cfg.maxBytes)
 		out["tput"] = mbps
+		p.settle(settleWait)
+		p.cpuDelta(out, "tput_cpu", c0, self0, float64(got)/1e6)
 		return err
-	},
-	func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
-		kib, err := idleMemory(ctx, p, cfg.idle)
+	}},
+	{"idle", func(ctx context.Context, p *peer, cfg config, out map[string]float64) error {
+		kib, err := idleMemory(ctx, p, cfg.idle, out)
 		out["idle_kib"] = kib
 		return err
-	},
+	}},
 }
 
 func rttCell(mode string, typ, size int) cellFunc {

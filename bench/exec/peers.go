@@ -4,6 +4,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -241,4 +242,35 @@ func profileCaddy(admin, path string, d time.Duration) <-chan error {
 		done <- errors.Join(err, f.Close())
 	}()
 	return done
+}
+
+// goMemory is Caddy's heap in use plus its goroutine stacks, in bytes,
+// after a garbage collection (forced through its admin /debug/pprof/heap),
+// from the runtime's memstats on the admin /debug/vars. Only Caddy has it.
+func (p *peer) goMemory() (uint64, error) {
+	if p.admin == "" {
+		return 0, errors.New("no admin endpoint")
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + p.admin + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	resp, err = c.Get("http://" + p.admin + "/debug/vars")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Memstats struct{ HeapInuse, StackInuse uint64 } `json:"memstats"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return 0, fmt.Errorf("reading %s/debug/vars: %w", p.admin, err)
+	}
+	if v.Memstats.HeapInuse == 0 {
+		return 0, errors.New("no memstats in /debug/vars")
+	}
+	return v.Memstats.HeapInuse + v.Memstats.StackInuse, nil
 }

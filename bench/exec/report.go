@@ -24,12 +24,19 @@ var metrics = []metric{
 	{"sessions", "sessions/s (connect, program start, first line, close), 4 at a time", true, 1.5},
 	{"sess_connect_ms", "… of a session: connect to the 101, median, ms", false, 0},
 	{"sess_first_ms", "… of a session: 101 to the program's first line, median, ms", false, 0},
+	{"sess_cpu_server", "… CPU per session: the server itself, ms", false, 0},
+	{"sess_cpu_programs", "… CPU per session: its programs (sh, cat), ms", false, 0},
+	{"sess_cpu_client", "… CPU per session: the load tool, ms", false, 0},
 	{"rtt50_lines", "echo RTT p50 through cat, lines, 64 B, µs", false, 0.8},
 	{"rtt99_lines", "echo RTT p99 through cat, lines, 64 B, µs", false, 0.8},
 	{"rtt50_binary", "echo RTT p50 through cat, binary, 64 B, µs", false, 0.8},
 	{"rtt99_binary", "echo RTT p99 through cat, binary, 64 B, µs", false, 0.8},
 	{"tput", "binary throughput through cat, 64 KiB messages, MB/s", true, 2},
+	{"tput_cpu_server", "… CPU per MB echoed: the server itself, ms", false, 0},
+	{"tput_cpu_programs", "… CPU per MB echoed: cat, ms", false, 0},
+	{"tput_cpu_client", "… CPU per MB echoed: the load tool, ms", false, 0},
 	{"idle_kib", "server memory per idle session (RSS delta / N, programs excluded), KiB", false, 0},
+	{"idle_go_kib", "… Caddy's Go heap and stacks per idle session (runtime memstats after a GC), KiB", false, 0},
 }
 
 func median(v []float64) float64 {
@@ -75,9 +82,20 @@ func writeTable(w io.Writer, peers []*peer, res results, runs int, load [][3]flo
 	}
 	fmt.Fprintln(w)
 	for _, m := range metrics {
+		measured := false
+		for _, p := range peers {
+			measured = measured || len(res[p.name][m.key]) > 0
+		}
+		if !measured { // a cell left out with -cells
+			continue
+		}
 		fmt.Fprintf(w, "| %s |", m.label)
 		for _, p := range peers {
-			fmt.Fprintf(w, " %s |", fmtVal(median(res[p.name][m.key])))
+			if v := res[p.name][m.key]; len(v) > 0 {
+				fmt.Fprintf(w, " %s |", fmtVal(median(v)))
+			} else {
+				fmt.Fprint(w, " – |")
+			}
 		}
 		if both {
 			ours, ref := median(res["caddyws"][m.key]), median(res["websocketd"][m.key])

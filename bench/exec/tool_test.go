@@ -4,9 +4,12 @@ package main
 
 import (
 	"context"
+	"expvar"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -82,15 +85,67 @@ func TestWebsocketdPeer(t *testing.T) {
 	}
 	defer p.stop()
 	cfg := config{dur: 200 * time.Millisecond, par: 2, idle: 5, maxBytes: 16 << 20, window: 256 << 10}
-	for i, c := range cells {
+	for _, c := range cells {
 		out := map[string]float64{}
-		if err := c(context.Background(), p, cfg, out); err != nil {
-			t.Fatalf("cell %d: %v", i, err)
+		if err := c.run(context.Background(), p, cfg, out); err != nil {
+			t.Fatalf("cell %s: %v", c.name, err)
 		}
 		for k, v := range out {
-			if v <= 0 && k != "idle_kib" {
-				t.Errorf("cell %d: %s = %v", i, k, v)
+			// CPU is counted in 10 ms ticks: a 200 ms cell may see none.
+			// The RSS delta of 5 sessions may be anything.
+			cpu := strings.Contains(k, "_cpu_")
+			if (cpu && v < 0) || (!cpu && v <= 0 && k != "idle_kib") {
+				t.Errorf("cell %s: %s = %v", c.name, k, v)
 			}
 		}
+	}
+}
+
+// TestCPUTimesCountProgramsRunningAndReaped: a child's CPU shows in the
+// programs share while it runs and stays there once it is reaped.
+func TestCPUTimesCountProgramsRunningAndReaped(t *testing.T) {
+	p := &peer{pids: []int{os.Getpid()}}
+	before := p.cpuTimes()
+	cmd := exec.Command("/bin/sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && p.cpuTimes().programs-before.programs < 0.05; {
+		time.Sleep(50 * time.Millisecond)
+	}
+	running := p.cpuTimes().programs - before.programs
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	reaped := p.cpuTimes().programs - before.programs
+	if running < 0.05 || reaped < running {
+		t.Fatalf("programs CPU %.2fs while running, %.2fs once reaped", running, reaped)
+	}
+}
+
+// TestGoMemoryReadsTheAdminMemstats reads this process's own memstats
+// through the same endpoints Caddy's admin serves.
+func TestGoMemoryReadsTheAdminMemstats(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.Handle("/debug/vars", expvar.Handler())
+	mux.HandleFunc("/debug/pprof/heap", func(w http.ResponseWriter, r *http.Request) { runtime.GC() })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	p := &peer{admin: strings.TrimPrefix(srv.URL, "http://")}
+	before, err := p.goMemory()
+	if err != nil || before == 0 {
+		t.Fatalf("memory %d: %v", before, err)
+	}
+	hold := make([][]byte, 64)
+	for i := range hold {
+		hold[i] = make([]byte, 64<<10)
+	}
+	after, err := p.goMemory()
+	if err != nil || after < before+3<<20 {
+		t.Fatalf("4 MiB held: memory went from %d to %d: %v", before, after, err)
+	}
+	runtime.KeepAlive(hold)
+	if _, err := (&peer{}).goMemory(); err == nil {
+		t.Fatal("a peer without an admin endpoint gave a figure")
 	}
 }

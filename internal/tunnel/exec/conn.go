@@ -27,6 +27,9 @@ func (p *Process) Conn() *Conn {
 // the exit passed are both io.EOF.
 func (c *Conn) Read(b []byte) (int, error) {
 	n, err := c.p.stdout.Read(b)
+	if n == len(b) && n >= growAfter && !c.p.pty {
+		c.p.pipes.grow(c.p.stdout, c.p.stdin)
+	}
 	if err == nil || err == io.EOF {
 		return n, err
 	}
@@ -40,7 +43,12 @@ func (c *Conn) Read(b []byte) (int, error) {
 }
 
 // Write writes to the program's input.
-func (c *Conn) Write(b []byte) (int, error) { return c.p.stdin.Write(b) }
+func (c *Conn) Write(b []byte) (int, error) {
+	if len(b) >= growAfter && !c.p.pty {
+		c.p.pipes.grow(c.p.stdin, c.p.stdout)
+	}
+	return c.p.stdin.Write(b)
+}
 
 // CloseWrite ends the program: the client will send nothing more.
 func (c *Conn) CloseWrite() error {

@@ -12,6 +12,7 @@ import (
 	osexec "os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,6 +61,12 @@ type Process struct {
 	done       chan struct{} // closed once the process is reaped
 	stderrDone chan struct{}
 
+	pipes grownPipes
+	// ends counts what keeps the pipes alive, the process and our ends:
+	// the budget share of grown pipes is given back when both are gone.
+	ends      atomic.Int32
+	closeOnce sync.Once
+
 	mu          sync.Mutex
 	reaped      bool
 	terminating bool
@@ -87,6 +94,7 @@ func Start(cfg Config) (*Process, error) {
 	}
 	cmd.Dir = cfg.Dir
 	p := &Process{cmd: cmd, pty: cfg.PTY, grace: cfg.KillGrace, done: make(chan struct{})}
+	p.ends.Store(2)
 	var err error
 	if cfg.PTY {
 		err = p.startPTY(cfg)
@@ -188,7 +196,15 @@ func (p *Process) watch() {
 	// Output still buffered in the pipe is read; a process that left the
 	// group and holds stdout open does not hold the session past the grace.
 	_ = p.stdout.SetReadDeadline(time.Now().Add(p.grace))
+	p.endRef()
 	close(p.done)
+}
+
+// endRef drops one of the two holders of the pipes.
+func (p *Process) endRef() {
+	if p.ends.Add(-1) == 0 {
+		p.pipes.release()
+	}
 }
 
 // Done is closed once the program has exited and been reaped.
@@ -268,6 +284,7 @@ func (p *Process) ExitCode() int {
 // Close ends the program and releases our ends of its stdin and stdout.
 func (p *Process) Close() error {
 	p.Terminate()
+	defer p.closeOnce.Do(p.endRef)
 	if !p.pty {
 		return p.stdout.Close()
 	}
