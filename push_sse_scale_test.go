@@ -163,3 +163,38 @@ func waitVersion(t *testing.T, c *http.Client, u, want string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestSSEOverHTTP1TLSDeliversInOrder: on HTTPS with HTTP/1.1 nothing wraps
+// the response here, so the hub takes the stream over and its writer
+// goroutine writes it (TLS owns the records: no write without waiting),
+// with per-stream ids from the history; every stream gets every message in
+// order.
+func TestSSEOverHTTP1TLSDeliversInOrder(t *testing.T) {
+	tc, _ := pushCaddy(t, fmt.Sprintf(sseScaleSites, "one"))
+	base := fmt.Sprintf("https://localhost:%d", tc.HTTPSPort)
+	client := tlsClient(false)
+	waitTLS(t, client, base)
+	subs := make([]sseSub, 20)
+	for i := range subs {
+		s := openSSE(t, client, fmt.Sprintf("%s/sub?token=t%d&event=fan", base, i), nil)
+		if s.resp.ProtoMajor != 1 || s.resp.TLS == nil {
+			t.Fatalf("protocol %s, TLS %v", s.resp.Proto, s.resp.TLS != nil)
+		}
+		subs[i] = sseSub{s}
+		expectFrame(t, subs[i], "connected")
+	}
+	for i := range 50 {
+		publishWith(t, client, base+"/push", "k", fmt.Sprintf(`{"event":"fan","message":%d}`, i))
+	}
+	for k, s := range subs {
+		for i := range 50 {
+			f, err := s.next(10 * time.Second)
+			if err != nil || f.Type != "message" || string(f.Message) != fmt.Sprint(i) {
+				t.Fatalf("stream %d, message %d: %+v %v", k, i, f, err)
+			}
+		}
+		if s.s.LastID() == "" {
+			t.Fatalf("stream %d: no event id with history on", k)
+		}
+	}
+}
