@@ -103,17 +103,7 @@ func TestWebSocketWritesSurviveShortNonWaitingWrites(t *testing.T) {
 func TestHijackedSSEWritesSurviveShortNonWaitingWrites(t *testing.T) {
 	h := inlineHub(t)
 	returned := make(chan struct{}, 1)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(TransportSSE); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		defer func() { returned <- struct{}{} }()
-		id := auth.Identity{User: "u"}
-		if err := h.ServeSSE(w, r, SSEOptions{ConnOptions: ConnOptions{Identity: &id, MaxEvents: 10}, Hijack: true}); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-		}
-	}))
+	srv := httptest.NewUnstartedServer(sseTestHandler(h, returned))
 	srv.Listener = smallBufferListener{srv.Listener}
 	srv.Start()
 	defer srv.Close()
@@ -164,14 +154,7 @@ func TestHijackedSSEWritesSurviveShortNonWaitingWrites(t *testing.T) {
 
 func TestHijackedSSEClientLeavingEndsTheStream(t *testing.T) {
 	h := inlineHub(t)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(TransportSSE); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		id := auth.Identity{User: "u"}
-		_ = h.ServeSSE(w, r, SSEOptions{ConnOptions: ConnOptions{Identity: &id, MaxEvents: 10}, Hijack: true})
-	}))
+	srv := httptest.NewServer(sseTestHandler(h, nil))
 	defer srv.Close()
 	for range 20 {
 		nc, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -192,6 +175,25 @@ func TestHijackedSSEClientLeavingEndsTheStream(t *testing.T) {
 		h.liveMu.Lock()
 		defer h.liveMu.Unlock()
 		return len(h.live) == 0 && h.reserved.Load() == 0
+	})
+}
+
+// sseTestHandler serves SSE subscribers of user u on h, allowed to take
+// HTTP/1.1 streams over; returned, if not nil, gets a value each time the
+// request's handler returns.
+func sseTestHandler(h *Hub, returned chan<- struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h.Reserve(TransportSSE); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		if returned != nil {
+			defer func() { returned <- struct{}{} }()
+		}
+		id := auth.Identity{User: "u"}
+		if err := h.ServeSSE(w, r, SSEOptions{ConnOptions: ConnOptions{Identity: &id, MaxEvents: 10}, Hijack: true}); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		}
 	})
 }
 
@@ -284,14 +286,7 @@ func TestStuckHTTP2StreamIsCutAfterTheWriteTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(TransportSSE); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		id := auth.Identity{User: "u"}
-		_ = h.ServeSSE(w, r, SSEOptions{ConnOptions: ConnOptions{Identity: &id, MaxEvents: 10}, Hijack: true})
-	}))
+	srv := httptest.NewUnstartedServer(sseTestHandler(h, nil))
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
 	defer srv.Close()
