@@ -41,7 +41,9 @@ func startTCPEcho(t *testing.T, corrupt bool) string {
 				for {
 					k, err := c.Read(buf)
 					if k > 0 {
-						if n < 100<<10 && n+k >= 100<<10 {
+						// The flipped byte must be one this read echoes: a read
+						// ending exactly at the offset leaves it to the next.
+						if n <= 100<<10 && n+k > 100<<10 {
 							buf[100<<10-n] ^= 0x40
 						}
 						n += k
