@@ -26,8 +26,8 @@ func bytesWaiting(c net.Conn) func() bool {
 		return nil
 	}
 	return func() bool {
-		n := 0
-		err := rc.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
-		return err == nil && n > 0
+		n, ierr := 0, error(nil)
+		err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		return err == nil && ierr == nil && n > 0
 	}
 }
