@@ -247,36 +247,79 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// writeNow is the writer for one batch on the goroutine that queued it (a
-// publish): it makes one write that does not wait for the socket, which is
-// what almost every delivery needs, and costs no goroutine wake-up and no
-// deadline. Whatever the socket does not take at once, and whatever was
-// queued meanwhile, goes to the writer goroutine: a publish never waits
-// for a slow reader.
-func (c *Conn) writeNow() {
-	batch, n, last, ok := c.take()
-	if !ok {
-		return
+// writeNow is the writer for one batch of each of conns, on the goroutine
+// that queued them (a publish): one write per connection that does not
+// wait for the socket, which is what almost every delivery needs, and
+// costs no goroutine wake-up and no deadline; where the system allows it,
+// the writes to all of them go to the kernel together (tryWriteAll).
+// Whatever a socket does not take at once, and whatever was queued
+// meanwhile, goes to that connection's writer goroutine: a publish never
+// waits for a slow reader.
+func writeNow(conns []*Conn) {
+	for len(conns) > 0 {
+		k := min(len(conns), maxNowBatch)
+		writeNowBatch(conns[:k])
+		conns = conns[k:]
 	}
-	if last {
-		// Ending a connection may wait (a lingering close): not here.
-		go func() {
-			if c.written(batch, n, last, c.tr.write(batch[:n])) {
-				c.writeLoop()
-			}
-		}()
-		return
+}
+
+// maxNowBatch bounds the connections of one tryWriteAll.
+const maxNowBatch = 64
+
+// nowWrite is one connection's part of writeNowBatch.
+type nowWrite struct {
+	c     *Conn
+	batch []item
+	n     int
+}
+
+type nowBatch struct {
+	conns [maxNowBatch]nowWrite
+	ws    [maxNowBatch]nbWrite
+}
+
+var nowBatches = sync.Pool{New: func() any { return new(nowBatch) }}
+
+func writeNowBatch(conns []*Conn) {
+	b := nowBatches.Get().(*nowBatch)
+	k := 0
+	for _, c := range conns {
+		batch, n, last, ok := c.take()
+		switch {
+		case !ok:
+		case last:
+			// Ending a connection may wait (a lingering close): not here.
+			go func() {
+				if c.written(batch, n, last, c.tr.write(batch[:n])) {
+					c.writeLoop()
+				}
+			}()
+		case !c.tr.prepareTry(batch[:n], &b.ws[k]):
+			go c.writeRestLoop(batch, n, 0)
+		default:
+			b.conns[k] = nowWrite{c: c, batch: batch, n: n}
+			k++
+		}
 	}
-	done, err := c.tr.tryWrite(batch[:n])
+	tryWriteAll(b.ws[:k])
+	for i := range b.conns[:k] {
+		w := &b.conns[i]
+		done, err := w.c.tr.finishTry(&b.ws[i])
+		w.c.afterTry(w.batch, w.n, done, err)
+	}
+	clear(b.conns[:k])
+	clear(b.ws[:k])
+	nowBatches.Put(b)
+}
+
+// afterTry goes on from a non-waiting write of batch[:n] that wrote done
+// bytes.
+func (c *Conn) afterTry(batch []item, n, done int, err error) {
 	if errors.Is(err, errWouldBlock) {
-		go func() {
-			if c.written(batch, n, last, c.tr.writeRest(batch[:n], done)) {
-				c.writeLoop()
-			}
-		}()
+		go c.writeRestLoop(batch, n, done)
 		return
 	}
-	if !c.written(batch, n, last, err) {
+	if !c.written(batch, n, false, err) {
 		return
 	}
 	c.mu.Lock()
@@ -287,6 +330,14 @@ func (c *Conn) writeNow() {
 	}
 	c.mu.Unlock()
 	go c.writeLoop()
+}
+
+// writeRestLoop writes batch[:n] but its first skip bytes, waiting for the
+// socket, then goes on as the connection's writer goroutine.
+func (c *Conn) writeRestLoop(batch []item, n, skip int) {
+	if c.written(batch, n, false, c.tr.writeRest(batch[:n], skip)) {
+		c.writeLoop()
+	}
 }
 
 // take takes the next batch from the queue: n frames of it are written

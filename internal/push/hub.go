@@ -120,6 +120,14 @@ func New(opts Options, b broker.Broker, m *Metrics, log *zap.Logger) (*Hub, erro
 		return nil, err
 	}
 	go h.sweep()
+	if ce := log.Check(zap.DebugLevel, "hub started"); ce != nil {
+		ring, why := RingWrites()
+		fields := []zap.Field{zap.String("hub", opts.Name), zap.Bool("io_uring_writes", ring)}
+		if !ring {
+			fields = append(fields, zap.NamedError("io_uring", why))
+		}
+		ce.Write(fields...)
+	}
 	return h, nil
 }
 

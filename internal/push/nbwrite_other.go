@@ -11,7 +11,15 @@ import (
 // connection's writer goroutine.
 func rawSocket(net.Conn) syscall.RawConn { return nil }
 
-// tryWritev is never called where rawSocket returns nil.
-func tryWritev(syscall.RawConn, [][]byte, int) (int, error) { return 0, errWouldBlock }
+// tryWriteAll is never called where rawSocket returns nil.
+func tryWriteAll(ws []nbWrite) {
+	for i := range ws {
+		ws[i].err = errWouldBlock
+	}
+}
+
+// RingWrites tells whether writes are batched through io_uring: not on
+// this system.
+func RingWrites() (bool, error) { return false, errNoRing }
 
 const rawSocketSupported = false

@@ -40,22 +40,52 @@ func tryWritev(rc syscall.RawConn, bufs [][]byte, total int) (int, error) {
 	var n int
 	var werr error
 	err := rc.Write(func(fd uintptr) bool {
-		for {
-			if len(bufs) == 1 {
-				n, werr = unix.Write(int(fd), bufs[0])
-			} else {
-				n, werr = writev(int(fd), bufs)
-			}
-			if werr != unix.EINTR {
-				return true
-			}
-		}
+		n, werr = writeFd(int(fd), bufs)
+		return true
 	})
+	if err != nil {
+		return 0, rawWriteError(err)
+	}
+	return wouldBlock(n, werr, total)
+}
+
+// writeFd makes one write(2) or writev(2) of bufs to a socket whose
+// descriptor the caller holds.
+func writeFd(fd int, bufs [][]byte) (int, error) {
+	for {
+		var n int
+		var err error
+		if len(bufs) == 1 {
+			n, err = unix.Write(fd, bufs[0])
+		} else {
+			n, err = writev(fd, bufs)
+		}
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
+}
+
+// rawWriteError maps the error of a RawConn.Write whose function did not
+// run.
+func rawWriteError(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return errWouldBlock
+	}
+	return err
+}
+
+// tryWriteEach makes the writes one system call each.
+func tryWriteEach(ws []nbWrite) {
+	for i := range ws {
+		w := &ws[i]
+		w.n, w.err = tryWritev(w.rc, w.bufs, w.total)
+	}
+}
+
+// wouldBlock maps what a non-waiting write of total bytes returned.
+func wouldBlock(n int, werr error, total int) (int, error) {
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return 0, errWouldBlock
-	case err != nil:
-		return 0, err
 	case werr == unix.EAGAIN || werr == unix.EWOULDBLOCK:
 		return 0, errWouldBlock
 	case werr != nil:

@@ -223,10 +223,8 @@ func (h *Hub) deliver(env *envelope, stream string, pos broker.Position, at int6
 		}
 	}
 	h.mu.RUnlock()
-	for i, c := range now {
-		c.writeNow()
-		now[i] = nil
-	}
+	writeNow(now)
+	clear(now)
 	if n > 0 {
 		h.metrics.Delivered.Add(float64(n))
 	}

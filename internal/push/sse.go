@@ -81,6 +81,8 @@ type sseTransport struct {
 	started bool
 	first   bool // the batch being written is the stream's first
 	buf     []byte
+	// trying is the composed batch of a non-waiting write in progress.
+	trying []byte
 
 	// hijack: on HTTP/1.1 with nothing in front that transforms the body,
 	// the first write takes the connection over (see sse_hijack.go).
@@ -206,16 +208,22 @@ func (t *sseTransport) keepBuf(b []byte) {
 	}
 }
 
-// tryWrite writes without waiting only on a hijacked stream over a plain
-// socket; through a ResponseWriter every batch goes to the writer
+// prepareTry sets up a non-waiting write only on a hijacked stream over a
+// plain socket; through a ResponseWriter every batch goes to the writer
 // goroutine.
-func (t *sseTransport) tryWrite(batch []item) (int, error) {
+func (t *sseTransport) prepareTry(batch []item, w *nbWrite) bool {
 	if t.h1 == nil || t.h1.raw == nil {
-		return 0, errWouldBlock
+		return false
 	}
-	b := t.compose(batch)
-	n, err := t.h1.tryWrite(b)
-	t.keepBuf(b)
+	t.trying = t.compose(batch)
+	t.h1.prepareTry(t.trying, w)
+	return true
+}
+
+func (t *sseTransport) finishTry(w *nbWrite) (int, error) {
+	n, err := t.h1.finishTry(w)
+	t.keepBuf(t.trying)
+	t.trying = nil
 	return n, err
 }
 

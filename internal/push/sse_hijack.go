@@ -25,8 +25,10 @@ type hijackedStream struct {
 	head []byte // the response head, written with the first chunk
 	hdr  []byte
 	bufs [][]byte
-	// rest is what tryWrite left for writeRest (a copy: the composed
-	// events are the transport's reused buffer).
+	// one is a small chunk joined for one non-waiting write (pooled).
+	one *[]byte
+	// rest is what the non-waiting write left for writeRest (a copy: the
+	// composed events are the transport's reused buffer).
 	rest []byte
 }
 
@@ -110,15 +112,31 @@ func (hs *hijackedStream) writeBufs(timeout time.Duration, bufs [][]byte) error 
 	return err
 }
 
-// tryWrite writes b as one chunk without waiting for the socket; what the
-// socket did not take is kept for writeRest.
-func (hs *hijackedStream) tryWrite(b []byte) (int, error) {
+// prepareTry sets w up to write b as one chunk without waiting for the
+// socket.
+func (hs *hijackedStream) prepareTry(b []byte, w *nbWrite) {
 	bufs := hs.chunk(b, false)
 	total := len(hs.hdr) + len(b) + len(crlf)
-	n, err := tryWritev(hs.raw, bufs, total)
-	if err == errWouldBlock {
-		rest := make([]byte, 0, total-n)
-		for _, p := range bufs {
+	if total <= maxJoinedChunk {
+		// One buffer: a plain send is cheaper for the kernel than a
+		// gathered one, and copying a small chunk costs less than that.
+		hs.one = joinBufs(bufs)
+		clear(bufs)
+		bufs = append(bufs[:0], *hs.one)
+		hs.bufs = bufs
+	}
+	*w = nbWrite{rc: hs.raw, bufs: bufs, total: total}
+}
+
+// maxJoinedChunk is the largest chunk prepareTry copies into one buffer.
+const maxJoinedChunk = 4 << 10
+
+// finishTry keeps what the socket did not take for writeRest.
+func (hs *hijackedStream) finishTry(w *nbWrite) (int, error) {
+	if w.err == errWouldBlock {
+		n := w.n
+		rest := make([]byte, 0, w.total-n)
+		for _, p := range w.bufs {
 			if n >= len(p) {
 				n -= len(p)
 				continue
@@ -128,8 +146,12 @@ func (hs *hijackedStream) tryWrite(b []byte) (int, error) {
 		}
 		hs.rest = rest
 	}
-	clear(bufs)
-	return n, err
+	clear(w.bufs)
+	if hs.one != nil {
+		putBuf(hs.one)
+		hs.one = nil
+	}
+	return w.n, w.err
 }
 
 // writeRest writes what tryWrite left, waiting at most timeout.

@@ -1,7 +1,9 @@
 package push
 
 import (
+	"errors"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -38,18 +40,34 @@ type transport interface {
 	closeFrame(code int, reason string) []byte
 	// write writes the batch in one write, the deadline armed once.
 	write(batch []item) error
-	// tryWrite writes the batch with one write that does not wait for the
-	// socket: it returns the bytes written and errWouldBlock when the rest
-	// is for writeRest (always, for a transport that cannot).
-	tryWrite(batch []item) (int, error)
-	// writeRest writes what tryWrite left: the batch but its first skip
-	// bytes.
+	// prepareTry sets w up for one write of the batch that does not wait
+	// for the socket (the socket and the buffers); false: this transport
+	// cannot, the whole batch is for writeRest.
+	prepareTry(batch []item, w *nbWrite) bool
+	// finishTry is told what that write did (w.n, w.err) and returns the
+	// bytes written, with errWouldBlock when the rest is for writeRest.
+	finishTry(w *nbWrite) (int, error)
+	// writeRest writes what the non-waiting write left: the batch but its
+	// first skip bytes.
 	writeRest(batch []item, skip int) error
 	// end is called once the last frame is written (err nil) or a write
 	// failed; readerDone tells whether the reader has gone already.
 	end(err error, readerDone bool)
 	// abort cuts the connection now (a peer that neither reads nor goes).
 	abort()
+}
+
+// nbWrite is one write that does not wait for the socket: the socket, the
+// buffers of one write(2) or writev(2) (at most IOV_MAX), and what it did:
+// the bytes written, and errWouldBlock when the socket did not take them
+// all (or a write deadline had passed: the writer goroutine arms a fresh
+// one).
+type nbWrite struct {
+	rc    syscall.RawConn
+	bufs  [][]byte
+	total int
+	n     int
+	err   error
 }
 
 // messageFrames holds a message's frame per transport, built on the first
@@ -90,21 +108,25 @@ func (t *wsTransport) closeFrame(code int, reason string) []byte {
 }
 func (t *wsTransport) write(batch []item) error { return writeBatch(t.nc, t.wt, batch) }
 
-func (t *wsTransport) tryWrite(batch []item) (int, error) {
+func (t *wsTransport) prepareTry(batch []item, w *nbWrite) bool {
 	if t.rc == nil {
-		return 0, errWouldBlock
+		return false
 	}
 	bufs, total := t.bufs[:0], 0
 	for i := range batch {
 		bufs = append(bufs, batch[i].data)
 		total += len(batch[i].data)
 	}
-	n, err := tryWritev(t.rc, bufs, total)
-	clear(bufs)
-	if cap(bufs) <= maxBatchFrames {
-		t.bufs = bufs[:0]
+	*w = nbWrite{rc: t.rc, bufs: bufs, total: total}
+	return true
+}
+
+func (t *wsTransport) finishTry(w *nbWrite) (int, error) {
+	clear(w.bufs)
+	if cap(w.bufs) <= maxBatchFrames {
+		t.bufs = w.bufs[:0]
 	}
-	return n, err
+	return w.n, w.err
 }
 
 func (t *wsTransport) writeRest(batch []item, skip int) error {
@@ -123,3 +145,13 @@ func (t *wsTransport) end(err error, readerDone bool) {
 		_ = t.nc.SetReadDeadline(time.Now().Add(t.grace))
 	}
 }
+
+// ringWritesOff makes every non-waiting write one system call (tests);
+// ringSends counts the writes made through an io_uring batch.
+var (
+	ringWritesOff atomic.Bool
+	ringSends     atomic.Int64
+)
+
+// errNoRing: writes are not batched through io_uring on this system.
+var errNoRing = errors.New("io_uring writes are for 64-bit Linux only")

@@ -1,0 +1,282 @@
+package push
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddyws/caddyws/internal/push/auth"
+)
+
+// A publish to many subscribers at once writes them all together (on
+// Linux, one io_uring batch; elsewhere, or with the ring off, one system
+// call each). Small send buffers make many of those writes come up short
+// in the middle of frames, and half the clients read nothing until the
+// end: each still gets every frame whole and in order.
+
+const (
+	fanOutClients = 8
+	fanOutFrames  = 40
+)
+
+// fanOutBody is larger than a loopback segment, so that a send can stop
+// in the middle of one.
+func fanOutBody(i int) string { return fmt.Sprintf("%04d-%s", i, strings.Repeat("y", 100000)) }
+
+func forEachWritePath(t *testing.T, run func(t *testing.T)) {
+	t.Run("together", func(t *testing.T) {
+		before := ringSends.Load()
+		run(t)
+		if ok, _ := RingWrites(); ok && ringSends.Load() == before {
+			t.Fatal("io_uring is available but no write went through a ring")
+		}
+	})
+	t.Run("one call each", func(t *testing.T) {
+		ringWritesOff.Store(true)
+		defer ringWritesOff.Store(false)
+		before := ringSends.Load()
+		run(t)
+		if ringSends.Load() != before {
+			t.Fatal("a write went through a ring with the rings off")
+		}
+	})
+}
+
+func TestFanOutWebSocketWritesSurviveShortNonWaitingWrites(t *testing.T) {
+	forEachWritePath(t, func(t *testing.T) {
+		h := inlineHub(t)
+		co := ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
+		up := websocket.Upgrader{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := h.Reserve(TransportWebSocket); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			ws, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				h.Release()
+				return
+			}
+			smallSendBuffer(t, ws.NetConn())
+			go h.Serve(ws, co)
+		}))
+		defer srv.Close()
+		clients := make([]*websocket.Conn, fanOutClients)
+		for i := range clients {
+			clients[i] = tdial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), `{"type":"connect","token":"u"}`)
+			if f := tread(t, clients[i]); f.Type != "connected" {
+				t.Fatalf("client %d: first frame %+v", i, f)
+			}
+		}
+		errs := make(chan error, fanOutClients)
+		var wg sync.WaitGroup
+		check := func(c *websocket.Conn) {
+			defer wg.Done()
+			for i := range fanOutFrames {
+				_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+				_, data, err := c.ReadMessage()
+				var f tframe
+				if err == nil {
+					err = json.Unmarshal(data, &f)
+				}
+				var got string
+				if err == nil {
+					err = json.Unmarshal(f.Message, &got)
+				}
+				if err != nil || got != fanOutBody(i) {
+					errs <- fmt.Errorf("frame %d: %.40q (%v)", i, got, err)
+					return
+				}
+			}
+		}
+		// The even clients read as frames come; the odd ones only after
+		// everything is published.
+		for i := 0; i < fanOutClients; i += 2 {
+			wg.Add(1)
+			go check(clients[i])
+		}
+		publishFanOut(t, h)
+		for i := 1; i < fanOutClients; i += 2 {
+			wg.Add(1)
+			go check(clients[i])
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestFanOutHijackedSSEWritesSurviveShortNonWaitingWrites(t *testing.T) {
+	forEachWritePath(t, func(t *testing.T) {
+		h := inlineHub(t)
+		returned := make(chan struct{}, fanOutClients)
+		srv := httptest.NewUnstartedServer(sseTestHandler(h, returned))
+		srv.Listener = smallBufferListener{srv.Listener}
+		srv.Start()
+		defer srv.Close()
+		streams := make([]<-chan sseEv, fanOutClients)
+		bodies := make([]io.Reader, fanOutClients)
+		for i := range streams {
+			nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			fmt.Fprintf(nc, "GET /sub HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The odd streams stop reading after the first event.
+			bodies[i] = resp.Body
+			n := -1
+			if i%2 == 1 {
+				n = 1
+			}
+			streams[i] = sseReaderN(resp.Body, n)
+		}
+		for i := range streams {
+			if ev := <-streams[i]; ev.name != "connected" {
+				t.Fatalf("stream %d: first event %+v", i, ev)
+			}
+			<-returned
+		}
+		if rawSocketSupported {
+			waitFor(t, "publishes to write the streams themselves", func() bool { return h.liveInline() == fanOutClients })
+		}
+		errs := make(chan error, fanOutClients)
+		var wg sync.WaitGroup
+		check := func(events <-chan sseEv) {
+			defer wg.Done()
+			for i := range fanOutFrames {
+				var ev sseEv
+				select {
+				case ev = <-events:
+				case <-time.After(20 * time.Second):
+					errs <- fmt.Errorf("event %d: none within 20s", i)
+					return
+				}
+				var f tframe
+				err := json.Unmarshal([]byte(ev.data), &f)
+				var got string
+				if err == nil {
+					err = json.Unmarshal(f.Message, &got)
+				}
+				if err != nil || got != fanOutBody(i) {
+					errs <- fmt.Errorf("event %d: %.40q (%v)", i, ev.data, err)
+					return
+				}
+			}
+		}
+		for i := 0; i < fanOutClients; i += 2 {
+			wg.Add(1)
+			go check(streams[i])
+		}
+		publishFanOut(t, h)
+		for i := 1; i < fanOutClients; i += 2 {
+			wg.Add(1)
+			go check(sseReader(bodies[i]))
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	})
+}
+
+func publishFanOut(t *testing.T, h *Hub) {
+	t.Helper()
+	for i := range fanOutFrames {
+		body, _ := json.Marshal(map[string]any{"userId": "u", "message": fanOutBody(i)})
+		if res := tpublish(t, h, string(body)); res.Delivered != fanOutClients {
+			t.Fatalf("publish %d delivered to %d of %d", i, res.Delivered, fanOutClients)
+		}
+	}
+}
+
+// Subscribers that go while publishes write to them all together: the
+// writes to a closed socket fail or are not made, the others go on, and
+// every connection ends.
+func TestFanOutWritesWhileSubscribersLeave(t *testing.T) {
+	forEachWritePath(t, func(t *testing.T) {
+		h := inlineHub(t)
+		co := ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
+		up := websocket.Upgrader{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := h.Reserve(TransportWebSocket); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			ws, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				h.Release()
+				return
+			}
+			go h.Serve(ws, co)
+		}))
+		defer srv.Close()
+		stop := make(chan struct{})
+		published := make(chan error)
+		go func() {
+			n := 0
+			for {
+				select {
+				case <-stop:
+					if n == 0 {
+						err := errors.New("nothing was published")
+						published <- err
+						return
+					}
+					published <- nil
+					return
+				default:
+				}
+				p, err := ParsePublishBody(fmt.Appendf(nil, `{"userId":"u","message":%d}`, n))
+				if err == nil {
+					_, err = h.Publish(context.Background(), p)
+				}
+				if err != nil {
+					published <- err
+					return
+				}
+				n++
+			}
+		}()
+		for round := range 5 {
+			clients := make([]*websocket.Conn, 40)
+			for i := range clients {
+				clients[i] = tdial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), `{"type":"connect","token":"u"}`)
+			}
+			for i, c := range clients {
+				if i%3 == round%3 {
+					_, _, _ = c.ReadMessage()
+				}
+				_ = c.Close()
+			}
+		}
+		close(stop)
+		if err := <-published; err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "every connection to end", func() bool {
+			h.liveMu.Lock()
+			defer h.liveMu.Unlock()
+			return len(h.live) == 0 && h.reserved.Load() == 0
+		})
+	})
+}
