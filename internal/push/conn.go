@@ -264,7 +264,7 @@ func writeNow(conns []*Conn) {
 }
 
 // maxNowBatch bounds the connections of one tryWriteAll.
-const maxNowBatch = 64
+const maxNowBatch = 128
 
 // nowWrite is one connection's part of writeNowBatch.
 type nowWrite struct {

@@ -23,9 +23,11 @@ import (
 // costs as much as the send itself.
 //
 // A socket is only named to the kernel while its descriptor is held: each
-// connection's RawConn.Write runs the next one's, and the deepest submits
+// connection's RawConn.Control runs the next one's, and the deepest submits
 // the batch, so no descriptor of the batch can be closed and reused by
-// another connection before the kernel has taken its file.
+// another connection before the kernel has taken its file. (Control, not
+// Write: the connection's writer is whoever set Conn.writing, and nothing
+// else writes to its socket; a non-waiting send needs no deadline.)
 //
 // The rings are the process's, a few of them (one per P, at most 8), made
 // on first use; a publish that finds none free makes its writes one system
@@ -125,7 +127,7 @@ type ringWriter struct {
 	// ws and i walk the batch while the descriptors are held (hold).
 	ws     []nbWrite
 	i      int
-	holdFn func(uintptr) bool
+	holdFn func(uintptr)
 	// broken: the kernel refused a batch; the ring is closed.
 	broken bool
 }
@@ -215,23 +217,22 @@ func (u *ringWriter) next() {
 	for u.i < len(u.ws) {
 		w := &u.ws[u.i]
 		at := u.i
-		err := w.rc.Write(u.holdFn)
+		err := w.rc.Control(u.holdFn)
 		if u.i != at {
 			return // held: the rest of the batch ran inside
 		}
-		// Not held: a write deadline passed or the socket is closed.
-		w.n, w.err = 0, rawWriteError(err)
+		// Not held: the socket is closed.
+		w.n, w.err = 0, err
 		u.fds[at] = -1
 		u.i++
 	}
 	u.submit()
 }
 
-func (u *ringWriter) hold(fd uintptr) bool {
+func (u *ringWriter) hold(fd uintptr) {
 	u.fds[u.i] = int32(fd)
 	u.i++
 	u.next()
-	return true
 }
 
 // submit sends every held write of the batch with one io_uring_enter and

@@ -3,9 +3,7 @@
 package push
 
 import (
-	"errors"
 	"net"
-	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -34,17 +32,18 @@ func rawSocket(nc net.Conn) syscall.RawConn {
 
 // tryWritev makes one write(2) or writev(2) of bufs (at most IOV_MAX) and
 // never waits for the socket: it returns the bytes written, and
-// errWouldBlock when the socket's buffer did not take all of them (or a
-// write deadline has passed: the writer goroutine arms a fresh one).
+// errWouldBlock when the socket's buffer did not take all of them.
 func tryWritev(rc syscall.RawConn, bufs [][]byte, total int) (int, error) {
 	var n int
 	var werr error
-	err := rc.Write(func(fd uintptr) bool {
+	// Control holds the descriptor, as Write would, without Write's lock
+	// and deadline check: the caller is the connection's only writer, and
+	// this write does not wait.
+	err := rc.Control(func(fd uintptr) {
 		n, werr = writeFd(int(fd), bufs)
-		return true
 	})
 	if err != nil {
-		return 0, rawWriteError(err)
+		return 0, err // closed
 	}
 	return wouldBlock(n, werr, total)
 }
@@ -64,15 +63,6 @@ func writeFd(fd int, bufs [][]byte) (int, error) {
 			return n, err
 		}
 	}
-}
-
-// rawWriteError maps the error of a RawConn.Write whose function did not
-// run.
-func rawWriteError(err error) error {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return errWouldBlock
-	}
-	return err
 }
 
 // tryWriteEach makes the writes one system call each.

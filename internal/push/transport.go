@@ -60,8 +60,7 @@ type transport interface {
 // nbWrite is one write that does not wait for the socket: the socket, the
 // buffers of one write(2) or writev(2) (at most IOV_MAX), and what it did:
 // the bytes written, and errWouldBlock when the socket did not take them
-// all (or a write deadline had passed: the writer goroutine arms a fresh
-// one).
+// all.
 type nbWrite struct {
 	rc    syscall.RawConn
 	bufs  [][]byte
