@@ -8,6 +8,7 @@
 // it adds on top of the kernel (bench/run-push.sh measures both in one run).
 //
 //	go run ./bench/floor -conns 10000 -writes 500000 -size 120
+//	go run ./bench/floor -conns 10000 -writes 500000 -batch 100   # the same sends through io_uring
 //
 // Stdout gets the µs per write alone (for scripts); stderr a line of detail.
 // The reading ends are dialled and drained by a child process (this program
@@ -38,6 +39,7 @@ func main() {
 	srcIPs := flag.Int("src-ips", 20, "loopback source addresses 127.0.0.1..N to dial from")
 	timeout := flag.Duration("timeout", 2*time.Minute, "the whole run stops by itself after this")
 	drainAddr := flag.String("drain", "", "(internal) dial -conns connections to this address and read them until EOF")
+	batch := flag.Int("batch", 0, "with N > 1, submit the writes N at a time through io_uring (one io_uring_enter per N MSG_DONTWAIT sends) instead of one write(2) each")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
@@ -48,13 +50,17 @@ func main() {
 		}
 		return
 	}
-	res, err := measure(ctx, *conns, *writes, *size, *rounds, *srcIPs)
+	res, err := measure(ctx, *conns, *writes, *size, *rounds, *srcIPs, *batch)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
 		os.Exit(1)
 	}
-	fmt.Fprintf(os.Stderr, "floor: %d loopback conns, %d-byte writes: %.2f µs CPU per write (median of %v), %.0f writes/s; load1 %.2f\n",
-		*conns, *size, res.median, res.all, res.perSec, load1())
+	how := "write(2) each"
+	if *batch > 1 {
+		how = fmt.Sprintf("io_uring, %d per submission", *batch)
+	}
+	fmt.Fprintf(os.Stderr, "floor: %d loopback conns, %d-byte writes (%s): %.2f µs CPU per write (median of %v), %.0f writes/s; load1 %.2f\n",
+		*conns, *size, how, res.median, res.all, res.perSec, load1())
 	fmt.Printf("%.3f\n", res.median)
 }
 
@@ -63,7 +69,7 @@ type floorResult struct {
 	all            []float64 // µs per write of each measurement
 }
 
-func measure(ctx context.Context, n, writes, size, rounds, srcIPs int) (*floorResult, error) {
+func measure(ctx context.Context, n, writes, size, rounds, srcIPs, batch int) (*floorResult, error) {
 	if err := raiseNoFile(uint64(n) + 256); err != nil {
 		return nil, err
 	}
@@ -103,7 +109,13 @@ func measure(ctx context.Context, n, writes, size, rounds, srcIPs int) (*floorRe
 	for i := range frame {
 		frame[i] = 'a' + byte(i%26)
 	}
-	if _, _, err := writeAll(conns, frame, n); err != nil { // warm-up: one write each
+	write := writeAll
+	if batch > 1 {
+		write = func(conns []net.Conn, frame []byte, count int) (time.Duration, time.Duration, error) {
+			return writeBatched(conns, frame, count, batch)
+		}
+	}
+	if _, _, err := write(conns, frame, n); err != nil { // warm-up: one write each
 		return nil, err
 	}
 	res := &floorResult{}
@@ -112,7 +124,7 @@ func measure(ctx context.Context, n, writes, size, rounds, srcIPs int) (*floorRe
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		cpu, w, err := writeAll(conns, frame, writes)
+		cpu, w, err := write(conns, frame, writes)
 		if err != nil {
 			return nil, err
 		}
