@@ -15,9 +15,9 @@ import (
 )
 
 // selfTest checks on two socket pairs what the batched writes rely on:
-// one send and one gathered send in a batch arrive whole, and a send to a
-// full socket completes at once with EAGAIN (it is not kept waiting for
-// room) while the other send of the batch goes through.
+// one send and one gathered send in a batch arrive whole, and either kind
+// to a full socket completes at once with EAGAIN (it is not kept waiting
+// for room) while the other send of the batch goes through.
 func (u *ringWriter) selfTest() error {
 	a, aPeer, err := testSocketPair()
 	if err != nil {
@@ -60,12 +60,17 @@ func (u *ringWriter) selfTest() error {
 	}); err != nil || !errors.Is(ferr, unix.EAGAIN) {
 		return fmt.Errorf("io_uring self-test: filling a socket: %v %v", err, ferr)
 	}
-	ws = []nbWrite{{rc: ra, bufs: one, total: 8}, {rc: rb, bufs: one, total: 8}}
-	u.writeAll(ws)
-	if u.broken || ws[0].err != errWouldBlock || ws[0].n != 0 || ws[1].err != nil || ws[1].n != 8 {
-		return fmt.Errorf("io_uring self-test: a full socket's send: %d (%v), the other's %d (%v)", ws[0].n, ws[0].err, ws[1].n, ws[1].err)
+	for _, full := range []nbWrite{{rc: ra, bufs: one, total: 8}, {rc: ra, bufs: two, total: 15}} {
+		ws = []nbWrite{full, {rc: rb, bufs: one, total: 8}}
+		u.writeAll(ws)
+		if u.broken || ws[0].err != errWouldBlock || ws[0].n != 0 || ws[1].err != nil || ws[1].n != 8 {
+			return fmt.Errorf("io_uring self-test: a full socket's send: %d (%v), the other's %d (%v)", ws[0].n, ws[0].err, ws[1].n, ws[1].err)
+		}
+		if err := expectRead(bPeer, "one send"); err != nil {
+			return err
+		}
 	}
-	return expectRead(bPeer, "one send")
+	return nil
 }
 
 // testSocketPair returns both ends of a Unix stream socket pair as
