@@ -304,6 +304,10 @@ func (s *Session) checkIdle() {
 // gathered into one buffer and written when the buffer is full or when no
 // more client bytes are buffered (the next read would block), so a burst of
 // small frames costs one write, while a lone frame is not delayed.
+// gatherFrom is the least the relay holds back to gather with what the
+// client's socket already has.
+const gatherFrom = 4 << 10
+
 func (s *Session) clientToUpstream(up net.Conn) {
 	var bp *[]byte
 	var pend []byte
@@ -333,9 +337,13 @@ func (s *Session) clientToUpstream(up net.Conn) {
 	// Gathered bytes are written before a read from the client that may
 	// block, unless the client's socket already holds more (Linux): then
 	// they wait for the rest, within the buffer, and a stream of frames
-	// costs fewer, larger writes.
+	// costs fewer, larger writes. Less than gatherFrom is written at once:
+	// asking the socket is a system call too, on the path of every
+	// keystroke.
 	waiting := bytesWaiting(s.ws.NetConn())
-	more := func() bool { return waiting != nil && len(pend) > 0 && len(pend) < cap(pend) && waiting() }
+	more := func() bool {
+		return waiting != nil && len(pend) >= gatherFrom && len(pend) < cap(pend) && waiting()
+	}
 	s.hj.hook.set(func() {
 		if !more() {
 			flush()
