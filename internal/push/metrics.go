@@ -16,7 +16,7 @@ type Metrics struct {
 	Written   prometheus.Counter
 	// Dropped counts connections the server closed (or refused), by reason:
 	// slow, dead_peer, max_connections, max_per_user, max_events,
-	// unauthorized, auth_timeout, auth_unavailable, bad_frame,
+	// unauthorized, auth_timeout, auth_unavailable, history_unavailable, bad_frame,
 	// frame_too_big, admin, other; and by transport.
 	Dropped func(reason string, t Transport) prometheus.Counter
 	// Latency observes seconds from publish to the write of the frame.

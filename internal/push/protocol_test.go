@@ -198,3 +198,20 @@ func FuzzPublishBody(f *testing.F) {
 		}
 	})
 }
+
+func TestDroppedReasonTellsTheTwo1013sApart(t *testing.T) {
+	for _, c := range []struct {
+		code   int
+		reason string
+		want   string
+	}{
+		{CloseTryAgainLater, "authentication unavailable", "auth_unavailable"},
+		{CloseTryAgainLater, reasonHistoryUnavailable, "history_unavailable"},
+		{CloseSlow, "history evicted during the replay", "slow"},
+		{CloseTooBig, "", "other"},
+	} {
+		if got := reasonFor(c.code, c.reason); got != c.want {
+			t.Errorf("reasonFor(%d, %q) = %q, want %q", c.code, c.reason, got, c.want)
+		}
+	}
+}

@@ -82,7 +82,7 @@ func (h *Hub) replay(c *Conn, stream string, pos Position) (uint64, bool, *errCl
 		case errors.Is(err, broker.ErrNotRecovered):
 			return top, true, &errClose{CloseSlow, "history evicted during the replay"}
 		case err != nil:
-			return top, true, &errClose{CloseTryAgainLater, "history unavailable"}
+			return top, true, &errClose{CloseTryAgainLater, reasonHistoryUnavailable}
 		case len(msgs) == 0:
 			return max(top, cur.Offset), true, nil
 		}
@@ -138,3 +138,7 @@ func (c *Conn) wakeLocked() {
 		c.room = nil
 	}
 }
+
+// reasonHistoryUnavailable closes a connection whose replay the broker
+// failed (1013, as an identity check that cannot be made).
+const reasonHistoryUnavailable = "history unavailable"

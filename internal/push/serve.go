@@ -99,7 +99,7 @@ func (h *Hub) run(c *Conn, s ConnOptions, alive time.Duration, start time.Time, 
 	if code != 0 {
 		c.closeWith(code, reason, code == CloseNormal)
 		if code != CloseNormal {
-			h.metrics.dropped(reasonFor(code), TransportWebSocket)
+			h.metrics.dropped(reasonFor(code, reason), TransportWebSocket)
 		}
 	}
 	h.unregister(c)
@@ -322,13 +322,18 @@ func closeCodeFor(c *Conn, err error, log *zap.Logger) (int, string) {
 	return 0, ""
 }
 
-func reasonFor(code int) string {
+// reasonFor is the dropped metric's reason of a close with code and
+// reason.
+func reasonFor(code int, reason string) string {
 	switch code {
 	case CloseAuthTimeout:
 		return "auth_timeout"
 	case CloseUnauthorized, CloseForbidden:
 		return "unauthorized"
 	case CloseTryAgainLater:
+		if reason == reasonHistoryUnavailable {
+			return "history_unavailable"
+		}
 		return "auth_unavailable"
 	case CloseTooManyPerUser:
 		return "max_per_user"

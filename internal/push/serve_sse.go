@@ -88,7 +88,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, s SSEOptions) err
 		hd.Del("X-Accel-Buffering")
 		h.untrack(c)
 		if code != 0 {
-			h.metrics.dropped(reasonFor(code), TransportSSE)
+			h.metrics.dropped(reasonFor(code, reason), TransportSSE)
 		}
 		return &Refusal{Status: statusFor(code), Reason: reason}
 	}
@@ -113,8 +113,13 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, s SSEOptions) err
 		c.mu.Unlock()
 		remote := s.Remote
 		go func() {
-			hs.drain()
-			h.endSSE(c, tr, CloseGoingAway, remote, start)
+			code := CloseGoingAway
+			if hs.drain() {
+				code = CloseTooBig
+				c.closeWith(code, "the client sent more than an event stream takes", false)
+				h.metrics.dropped("frame_too_big", TransportSSE)
+			}
+			h.endSSE(c, tr, code, remote, start)
 		}()
 		return nil
 	}

@@ -177,19 +177,30 @@ func (hs *hijackedStream) end(err error, timeout time.Duration) {
 
 // drain reads what the client sends until the connection ends: an
 // EventSource sends nothing after its request, so this only waits for the
-// end; what arrives is discarded. It is the stream's only goroutine while
-// it is idle.
-func (hs *hijackedStream) drain() {
+// end; what arrives is discarded, up to maxSSEClientBytes (tooMuch: the
+// client sent more). It is the stream's only goroutine while it is idle.
+func (hs *hijackedStream) drain() (tooMuch bool) {
+	read := 0
 	if hs.br != nil {
-		if _, err := hs.br.Discard(hs.br.Buffered()); err != nil {
-			return
+		n, err := hs.br.Discard(hs.br.Buffered())
+		if err != nil {
+			return false
 		}
+		read += n
 		hs.br = nil
 	}
 	var buf [512]byte
-	for {
-		if _, err := hs.nc.Read(buf[:]); err != nil {
-			return
+	for read <= maxSSEClientBytes {
+		n, err := hs.nc.Read(buf[:])
+		if err != nil {
+			return false
 		}
+		read += n
 	}
+	return true
 }
+
+// maxSSEClientBytes bounds what a client may send on a stream taken over
+// (an EventSource sends nothing after its request; room is left for a
+// pipelined request or two): past it the stream ends.
+const maxSSEClientBytes = 64 << 10

@@ -320,3 +320,56 @@ func TestStuckHTTP2StreamIsCutAfterTheWriteTimeout(t *testing.T) {
 		t.Fatalf("cut %v after the first publish, before the write timeout", d)
 	}
 }
+
+// A client that sends on a stream taken over (an EventSource never does)
+// has what it sends read and discarded up to a bound; past it the stream
+// ends with a close event and its slot is free.
+func TestHijackedSSEClientSendingTooMuchEndsTheStream(t *testing.T) {
+	h := inlineHub(t)
+	returned := make(chan struct{}, 1)
+	srv := httptest.NewServer(sseTestHandler(h, returned))
+	defer srv.Close()
+	nc, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fmt.Fprintf(nc, "GET /sub HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := sseReader(resp.Body)
+	if ev := <-events; ev.name != "connected" {
+		t.Fatalf("first event %+v", ev)
+	}
+	<-returned
+	// Up to the bound the stream goes on.
+	if _, err := nc.Write(make([]byte, maxSSEClientBytes/2)); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"userId": "u", "message": "still here"})
+	waitFor(t, "the stream to be written by publishes", func() bool { return h.liveInline() == 1 || !rawSocketSupported })
+	if res := tpublish(t, h, string(body)); res.Delivered != 1 {
+		t.Fatalf("delivered to %d", res.Delivered)
+	}
+	if ev := <-events; ev.name == "close" || !strings.Contains(ev.data, "still here") {
+		t.Fatalf("after half the bound: %+v", ev)
+	}
+	if _, err := nc.Write(make([]byte, maxSSEClientBytes)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-events:
+		if ev.name != "close" || !strings.Contains(ev.data, "1009") {
+			t.Fatalf("past the bound: %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not end past the bound")
+	}
+	waitFor(t, "the stream's slot to be free", func() bool {
+		h.liveMu.Lock()
+		defer h.liveMu.Unlock()
+		return len(h.live) == 0 && h.reserved.Load() == 0
+	})
+}
