@@ -68,7 +68,7 @@ type tframe struct {
 	Recovered bool            `json:"recovered"`
 }
 
-func tdial(t *testing.T, url, first string) *websocket.Conn {
+func tdial(t testing.TB, url, first string) *websocket.Conn {
 	t.Helper()
 	c, _, err := websocket.DefaultDialer.Dial(url, nil)
 	if err != nil {
@@ -81,7 +81,7 @@ func tdial(t *testing.T, url, first string) *websocket.Conn {
 	return c
 }
 
-func tread(t *testing.T, c *websocket.Conn) tframe {
+func tread(t testing.TB, c *websocket.Conn) tframe {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, b, err := c.ReadMessage()

@@ -4,6 +4,7 @@ package push
 
 import (
 	"net"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -34,19 +35,35 @@ func rawSocket(nc net.Conn) syscall.RawConn {
 // never waits for the socket: it returns the bytes written, and
 // errWouldBlock when the socket's buffer did not take all of them.
 func tryWritev(rc syscall.RawConn, bufs [][]byte, total int) (int, error) {
-	var n int
-	var werr error
+	w := writeCalls.Get().(*writeCall)
+	w.bufs = bufs
 	// Control holds the descriptor, as Write would, without Write's lock
 	// and deadline check: the caller is the connection's only writer, and
 	// this write does not wait.
-	err := rc.Control(func(fd uintptr) {
-		n, werr = writeFd(int(fd), bufs)
-	})
+	err := rc.Control(w.fn)
+	n, werr := w.n, w.err
+	*w = writeCall{fn: w.fn}
+	writeCalls.Put(w)
 	if err != nil {
 		return 0, err // closed
 	}
 	return wouldBlock(n, werr, total)
 }
+
+// writeCall is one tryWritev's function for Control, made once and
+// reused: a closure per write would be an allocation per delivery.
+type writeCall struct {
+	bufs [][]byte
+	n    int
+	err  error
+	fn   func(uintptr)
+}
+
+var writeCalls = sync.Pool{New: func() any {
+	w := &writeCall{}
+	w.fn = func(fd uintptr) { w.n, w.err = writeFd(int(fd), w.bufs) }
+	return w
+}}
 
 // writeFd makes one write(2) or writev(2) of bufs to a socket whose
 // descriptor the caller holds.

@@ -190,7 +190,7 @@ func (h *Hub) deliver(env *envelope, stream string, pos broker.Position, at int6
 	var slow []*Conn
 	// now are the connections this publish writes to itself, once the
 	// hub lock is released (writeNow): idle ones, almost all of them.
-	var nowBuf [64]*Conn
+	var nowBuf [maxNowBatch]*Conn
 	now := nowBuf[:0]
 	n := 0
 	try := func(c *Conn) {
