@@ -302,10 +302,18 @@ func writeNowBatch(conns []*Conn) {
 		}
 	}
 	tryWriteAll(b.ws[:k])
+	// One clock reading and one count for the batch: its writes were made
+	// together.
+	now, written := time.Now().UnixNano(), 0
+	var h *Hub
 	for i := range b.conns[:k] {
 		w := &b.conns[i]
 		done, err := w.c.tr.finishTry(&b.ws[i])
-		w.c.afterTry(w.batch, w.n, done, err)
+		written += w.c.afterTry(w.batch, w.n, done, err, now)
+		h = w.c.hub
+	}
+	if written > 0 {
+		h.metrics.Written.Add(float64(written))
 	}
 	clear(b.conns[:k])
 	clear(b.ws[:k])
@@ -313,23 +321,26 @@ func writeNowBatch(conns []*Conn) {
 }
 
 // afterTry goes on from a non-waiting write of batch[:n] that wrote done
-// bytes.
-func (c *Conn) afterTry(batch []item, n, done int, err error) {
+// bytes at now; it returns the messages written (for the caller to
+// count).
+func (c *Conn) afterTry(batch []item, n, done int, err error, now int64) int {
 	if errors.Is(err, errWouldBlock) {
 		go c.writeRestLoop(batch, n, done)
-		return
+		return 0
 	}
-	if !c.written(batch, n, false, err) {
-		return
+	more, delivered := c.writtenAt(batch, n, false, err, now)
+	if !more {
+		return delivered
 	}
 	c.mu.Lock()
 	if len(c.queue) == 0 {
 		c.writing = false
 		c.mu.Unlock()
-		return
+		return delivered
 	}
 	c.mu.Unlock()
 	go c.writeLoop()
+	return delivered
 }
 
 // writeRestLoop writes batch[:n] but its first skip bytes, waiting for the
@@ -381,18 +392,23 @@ func (c *Conn) take() (batch []item, n int, last, ok bool) {
 // the connection ended (err, or the close frame was written) and the
 // writer must stop.
 func (c *Conn) written(batch []item, n int, last bool, err error) bool {
+	more, delivered := c.writtenAt(batch, n, last, err, time.Now().UnixNano())
+	if delivered > 0 {
+		c.hub.metrics.Written.Add(float64(delivered))
+	}
+	return more
+}
+
+// writtenAt is written for a write that ended at now; it returns the
+// messages written, for the caller to count.
+func (c *Conn) writtenAt(batch []item, n int, last bool, err error, now int64) (more bool, delivered int) {
 	h := c.hub
 	if err == nil {
-		now := time.Now().UnixNano()
-		delivered := 0
 		for i := range batch[:n] {
 			if batch[i].at != 0 {
 				delivered++
 				h.metrics.Latency.Observe(float64(now-batch[i].at) / 1e9)
 			}
-		}
-		if delivered > 0 {
-			h.metrics.Written.Add(float64(delivered))
 		}
 	}
 	clear(batch)
@@ -412,10 +428,10 @@ func (c *Conn) written(batch []item, n int, last bool, err error) bool {
 		readerDone := c.readerDone
 		c.mu.Unlock()
 		c.tr.end(err, readerDone)
-		return false
+		return false, delivered
 	}
 	c.mu.Unlock()
-	return true
+	return true, delivered
 }
 
 // errWouldBlock is a non-waiting write that the socket did not take whole.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/caddyws/caddyws/internal/push/auth"
 )
@@ -278,5 +279,60 @@ func TestFanOutWritesWhileSubscribersLeave(t *testing.T) {
 			defer h.liveMu.Unlock()
 			return len(h.live) == 0 && h.reserved.Load() == 0
 		})
+	})
+}
+
+// Every message written is counted once (caddyws_push_written_total),
+// whichever path wrote it: small frames to readers that keep up go
+// almost all through the publishes' own writes.
+func TestFanOutWritesAreCountedOnce(t *testing.T) {
+	forEachWritePath(t, func(t *testing.T) {
+		h := inlineHub(t)
+		co := ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
+		up := websocket.Upgrader{}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := h.Reserve(TransportWebSocket); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			ws, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				h.Release()
+				return
+			}
+			go h.Serve(ws, co)
+		}))
+		defer srv.Close()
+		const clients, messages = 10, 50
+		var wg sync.WaitGroup
+		for range clients {
+			c := tdial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), `{"type":"connect","token":"u"}`)
+			if f := tread(t, c); f.Type != "connected" {
+				t.Fatalf("first frame %+v", f)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range messages {
+					_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					if _, _, err := c.ReadMessage(); err != nil {
+						return
+					}
+				}
+			}()
+		}
+		for i := range messages {
+			if res := tpublish(t, h, fmt.Sprintf(`{"userId":"u","message":%d}`, i)); res.Delivered != clients {
+				t.Fatalf("publish %d delivered to %d", i, res.Delivered)
+			}
+		}
+		wg.Wait()
+		var m dto.Metric
+		if err := h.metrics.Written.Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetCounter().GetValue(); got != clients*messages {
+			t.Fatalf("written_total %v, want %d", got, clients*messages)
+		}
 	})
 }
