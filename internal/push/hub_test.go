@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -37,6 +38,13 @@ func serveTestHub(tb testing.TB, opts Options, co ConnOptions) (*Hub, string) {
 // serveTestHubOn is serveTestHub on the broker b.
 func serveTestHubOn(tb testing.TB, opts Options, co ConnOptions, b broker.Broker) (*Hub, string) {
 	tb.Helper()
+	return serveTestHubWith(tb, opts, co, b, nil)
+}
+
+// serveTestHubWith is serveTestHubOn that calls onConn, if not nil, with
+// each upgraded connection before the hub serves it.
+func serveTestHubWith(tb testing.TB, opts Options, co ConnOptions, b broker.Broker, onConn func(net.Conn)) (*Hub, string) {
+	tb.Helper()
 	h, err := New(opts, b, nil, zap.NewNop())
 	if err != nil {
 		tb.Fatal(err)
@@ -51,6 +59,9 @@ func serveTestHubOn(tb testing.TB, opts Options, co ConnOptions, b broker.Broker
 		if err != nil {
 			h.Release()
 			return
+		}
+		if onConn != nil {
+			onConn(ws.NetConn())
 		}
 		go h.Serve(ws, co)
 	}))

@@ -3,18 +3,8 @@ package push
 import (
 	"context"
 	"io"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
-	"go.uber.org/zap"
-
-	"github.com/caddyws/caddyws/broker"
-	"github.com/caddyws/caddyws/broker/memory"
-	"github.com/caddyws/caddyws/internal/push/auth"
 )
 
 // BenchmarkPublishTo100 publishes to one user with 100 WebSocket
@@ -26,28 +16,9 @@ import (
 //
 //	go test -run - -bench PublishTo100 -benchmem ./internal/push/
 func BenchmarkPublishTo100(b *testing.B) {
-	h, err := New(Options{QueueSize: 1024, QueueBytes: 8 << 20}, memory.New(broker.History{}, nil), nil, zap.NewNop())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = h.Close() })
-	co := ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
-	up := websocket.Upgrader{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(TransportWebSocket); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			h.Release()
-			return
-		}
-		go h.Serve(ws, co)
-	}))
-	defer srv.Close()
+	h, url := inlineWSHub(b, nil)
 	for range 100 {
-		c := tdial(b, "ws"+strings.TrimPrefix(srv.URL, "http"), `{"type":"connect","token":"u"}`)
+		c := tdial(b, url, `{"type":"connect","token":"u"}`)
 		if f := tread(b, c); f.Type != "connected" {
 			b.Fatalf("first frame %+v", f)
 		}

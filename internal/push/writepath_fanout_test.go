@@ -1,14 +1,12 @@
 package push
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -17,8 +15,6 @@ import (
 
 	"github.com/gorilla/websocket"
 	dto "github.com/prometheus/client_model/go"
-
-	"github.com/caddyws/caddyws/internal/push/auth"
 )
 
 // A publish to many subscribers at once writes them all together (on
@@ -57,34 +53,16 @@ func forEachWritePath(t *testing.T, run func(t *testing.T)) {
 
 func TestFanOutWebSocketWritesSurviveShortNonWaitingWrites(t *testing.T) {
 	forEachWritePath(t, func(t *testing.T) {
-		h := inlineHub(t)
-		co := ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
-		up := websocket.Upgrader{}
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if err := h.Reserve(TransportWebSocket); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			ws, err := up.Upgrade(w, r, nil)
-			if err != nil {
-				h.Release()
-				return
-			}
-			smallSendBuffer(t, ws.NetConn())
-			go h.Serve(ws, co)
-		}))
-		defer srv.Close()
+		h, url := inlineWSHub(t, func(nc net.Conn) { smallSendBuffer(t, nc) })
 		clients := make([]*websocket.Conn, fanOutClients)
 		for i := range clients {
-			clients[i] = tdial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), `{"type":"connect","token":"u"}`)
+			clients[i] = tdial(t, url, `{"type":"connect","token":"u"}`)
 			if f := tread(t, clients[i]); f.Type != "connected" {
 				t.Fatalf("client %d: first frame %+v", i, f)
 			}
 		}
-		errs := make(chan error, fanOutClients)
-		var wg sync.WaitGroup
-		check := func(c *websocket.Conn) {
-			defer wg.Done()
+		checkFanOut(t, h, func(k int) error {
+			c := clients[k]
 			for i := range fanOutFrames {
 				_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 				_, data, err := c.ReadMessage()
@@ -92,32 +70,12 @@ func TestFanOutWebSocketWritesSurviveShortNonWaitingWrites(t *testing.T) {
 				if err == nil {
 					err = json.Unmarshal(data, &f)
 				}
-				var got string
-				if err == nil {
-					err = json.Unmarshal(f.Message, &got)
-				}
-				if err != nil || got != fanOutBody(i) {
-					errs <- fmt.Errorf("frame %d: %.40q (%v)", i, got, err)
-					return
+				if err := checkFanOutFrame(i, f.Message, err); err != nil {
+					return err
 				}
 			}
-		}
-		// The even clients read as frames come; the odd ones only after
-		// everything is published.
-		for i := 0; i < fanOutClients; i += 2 {
-			wg.Add(1)
-			go check(clients[i])
-		}
-		publishFanOut(t, h)
-		for i := 1; i < fanOutClients; i += 2 {
-			wg.Add(1)
-			go check(clients[i])
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+			return nil
+		})
 	})
 }
 
@@ -132,16 +90,8 @@ func TestFanOutHijackedSSEWritesSurviveShortNonWaitingWrites(t *testing.T) {
 		streams := make([]<-chan sseEv, fanOutClients)
 		bodies := make([]io.Reader, fanOutClients)
 		for i := range streams {
-			nc, err := net.Dial("tcp", srv.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			nc, resp := sseSubscribe(t, srv.Listener.Addr().String())
 			defer nc.Close()
-			fmt.Fprintf(nc, "GET /sub HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-			resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
 			// The odd streams stop reading after the first event.
 			bodies[i] = resp.Body
 			n := -1
@@ -159,45 +109,68 @@ func TestFanOutHijackedSSEWritesSurviveShortNonWaitingWrites(t *testing.T) {
 		if rawSocketSupported {
 			waitFor(t, "publishes to write the streams themselves", func() bool { return h.liveInline() == fanOutClients })
 		}
-		errs := make(chan error, fanOutClients)
-		var wg sync.WaitGroup
-		check := func(events <-chan sseEv) {
-			defer wg.Done()
+		checkFanOut(t, h, func(k int) error {
+			events := streams[k]
+			if k%2 == 1 {
+				events = sseReader(bodies[k])
+			}
 			for i := range fanOutFrames {
 				var ev sseEv
 				select {
 				case ev = <-events:
 				case <-time.After(20 * time.Second):
-					errs <- fmt.Errorf("event %d: none within 20s", i)
-					return
+					return fmt.Errorf("event %d: none within 20s", i)
 				}
 				var f tframe
 				err := json.Unmarshal([]byte(ev.data), &f)
-				var got string
-				if err == nil {
-					err = json.Unmarshal(f.Message, &got)
-				}
-				if err != nil || got != fanOutBody(i) {
-					errs <- fmt.Errorf("event %d: %.40q (%v)", i, ev.data, err)
-					return
+				if err := checkFanOutFrame(i, f.Message, err); err != nil {
+					return err
 				}
 			}
-		}
-		for i := 0; i < fanOutClients; i += 2 {
-			wg.Add(1)
-			go check(streams[i])
-		}
-		publishFanOut(t, h)
-		for i := 1; i < fanOutClients; i += 2 {
-			wg.Add(1)
-			go check(sseReader(bodies[i]))
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Fatal(err)
-		}
+			return nil
+		})
 	})
+}
+
+// checkFanOut runs check(k) for the even clients k while everything is
+// published and for the odd ones once it is (they read nothing until
+// then), and fails t with the first error.
+func checkFanOut(t *testing.T, h *Hub, check func(k int) error) {
+	t.Helper()
+	errs := make(chan error, fanOutClients)
+	var wg sync.WaitGroup
+	run := func(k int) {
+		wg.Go(func() {
+			if err := check(k); err != nil {
+				errs <- fmt.Errorf("client %d: %w", k, err)
+			}
+		})
+	}
+	for k := 0; k < fanOutClients; k += 2 {
+		run(k)
+	}
+	publishFanOut(t, h)
+	for k := 1; k < fanOutClients; k += 2 {
+		run(k)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// checkFanOutFrame checks that message (read with err) is the i-th
+// published.
+func checkFanOutFrame(i int, message json.RawMessage, err error) error {
+	var got string
+	if err == nil {
+		err = json.Unmarshal(message, &got)
+	}
+	if err != nil || got != fanOutBody(i) {
+		return fmt.Errorf("message %d: %.40q (%v)", i, message, err)
+	}
+	return nil
 }
 
 func publishFanOut(t *testing.T, h *Hub) {
@@ -215,22 +188,7 @@ func publishFanOut(t *testing.T, h *Hub) {
 // every connection ends.
 func TestFanOutWritesWhileSubscribersLeave(t *testing.T) {
 	forEachWritePath(t, func(t *testing.T) {
-		h := inlineHub(t)
-		co := ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
-		up := websocket.Upgrader{}
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if err := h.Reserve(TransportWebSocket); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			ws, err := up.Upgrade(w, r, nil)
-			if err != nil {
-				h.Release()
-				return
-			}
-			go h.Serve(ws, co)
-		}))
-		defer srv.Close()
+		h, url := inlineWSHub(t, nil)
 		stop := make(chan struct{})
 		published := make(chan error)
 		go func() {
@@ -261,7 +219,7 @@ func TestFanOutWritesWhileSubscribersLeave(t *testing.T) {
 		for round := range 5 {
 			clients := make([]*websocket.Conn, 40)
 			for i := range clients {
-				clients[i] = tdial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), `{"type":"connect","token":"u"}`)
+				clients[i] = tdial(t, url, `{"type":"connect","token":"u"}`)
 			}
 			for i, c := range clients {
 				if i%3 == round%3 {
@@ -287,26 +245,11 @@ func TestFanOutWritesWhileSubscribersLeave(t *testing.T) {
 // almost all through the publishes' own writes.
 func TestFanOutWritesAreCountedOnce(t *testing.T) {
 	forEachWritePath(t, func(t *testing.T) {
-		h := inlineHub(t)
-		co := ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
-		up := websocket.Upgrader{}
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if err := h.Reserve(TransportWebSocket); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-			ws, err := up.Upgrade(w, r, nil)
-			if err != nil {
-				h.Release()
-				return
-			}
-			go h.Serve(ws, co)
-		}))
-		defer srv.Close()
+		h, url := inlineWSHub(t, nil)
 		const clients, messages = 10, 50
 		var wg sync.WaitGroup
 		for range clients {
-			c := tdial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), `{"type":"connect","token":"u"}`)
+			c := tdial(t, url, `{"type":"connect","token":"u"}`)
 			if f := tread(t, c); f.Type != "connected" {
 				t.Fatalf("first frame %+v", f)
 			}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
 	"github.com/caddyws/caddyws/broker"
@@ -30,9 +29,23 @@ const inlineFrames = 300
 
 func inlineBody(i int) string { return fmt.Sprintf("%04d-%s", i, strings.Repeat("x", 2000)) }
 
+// inlineOptions queue every frame the write-path tests publish.
+var inlineOptions = Options{QueueSize: 2 * inlineFrames, QueueBytes: 8 << 20}
+
+// inlineConnOptions authenticate a WebSocket subscriber by its token (the
+// user id).
+var inlineConnOptions = ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
+
+// inlineWSHub serves WebSocket subscribers on a hub with inlineOptions,
+// calling onConn (if not nil) with each connection's socket.
+func inlineWSHub(tb testing.TB, onConn func(net.Conn)) (*Hub, string) {
+	tb.Helper()
+	return serveTestHubWith(tb, inlineOptions, inlineConnOptions, memory.New(broker.History{}, nil), onConn)
+}
+
 func inlineHub(t *testing.T) *Hub {
 	t.Helper()
-	h, err := New(Options{QueueSize: 2 * inlineFrames, QueueBytes: 8 << 20}, memory.New(broker.History{}, nil), nil, zap.NewNop())
+	h, err := New(inlineOptions, memory.New(broker.History{}, nil), nil, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,26 +76,12 @@ func publishInline(t *testing.T, h *Hub) {
 }
 
 func TestWebSocketWritesSurviveShortNonWaitingWrites(t *testing.T) {
-	h := inlineHub(t)
-	co := ConnOptions{Verifier: auth.TokenIsUser{}, MaxFrameSize: 4096, MaxEvents: 10, AuthTimeout: 2 * time.Second, VerifyTimeout: time.Second}
-	up := websocket.Upgrader{}
 	inline := make(chan bool, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := h.Reserve(TransportWebSocket); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		ws, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			h.Release()
-			return
-		}
-		smallSendBuffer(t, ws.NetConn())
-		inline <- rawSocket(ws.NetConn()) != nil
-		go h.Serve(ws, co)
-	}))
-	defer srv.Close()
-	c := tdial(t, "ws"+strings.TrimPrefix(srv.URL, "http"), `{"type":"connect","token":"u"}`)
+	h, url := inlineWSHub(t, func(nc net.Conn) {
+		smallSendBuffer(t, nc)
+		inline <- rawSocket(nc) != nil
+	})
+	c := tdial(t, url, `{"type":"connect","token":"u"}`)
 	if !<-inline && rawSocketSupported {
 		t.Fatal("a plain TCP connection got no non-waiting writes")
 	}
@@ -107,17 +106,8 @@ func TestHijackedSSEWritesSurviveShortNonWaitingWrites(t *testing.T) {
 	srv.Listener = smallBufferListener{srv.Listener}
 	srv.Start()
 	defer srv.Close()
-	nc, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, resp := sseSubscribe(t, srv.Listener.Addr().String())
 	defer nc.Close()
-	fmt.Fprintf(nc, "GET /sub HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" || len(resp.TransferEncoding) == 0 {
 		t.Fatalf("response %d %v", resp.StatusCode, resp.Header)
 	}
@@ -157,15 +147,7 @@ func TestHijackedSSEClientLeavingEndsTheStream(t *testing.T) {
 	srv := httptest.NewServer(sseTestHandler(h, nil))
 	defer srv.Close()
 	for range 20 {
-		nc, err := net.Dial("tcp", srv.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(nc, "GET /sub HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		nc, resp := sseSubscribe(t, srv.Listener.Addr().String())
 		if ev := <-sseReader(resp.Body); ev.name != "connected" {
 			t.Fatalf("first event %+v", ev)
 		}
@@ -176,6 +158,23 @@ func TestHijackedSSEClientLeavingEndsTheStream(t *testing.T) {
 		defer h.liveMu.Unlock()
 		return len(h.live) == 0 && h.reserved.Load() == 0
 	})
+}
+
+// sseSubscribe opens an SSE stream on addr (HTTP/1.1, GET /sub) and reads
+// the response head.
+func sseSubscribe(t *testing.T, addr string) (net.Conn, *http.Response) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(nc, "GET /sub HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		nc.Close()
+		t.Fatal(err)
+	}
+	return nc, resp
 }
 
 // sseTestHandler serves SSE subscribers of user u on h, allowed to take
@@ -329,16 +328,8 @@ func TestHijackedSSEClientSendingTooMuchEndsTheStream(t *testing.T) {
 	returned := make(chan struct{}, 1)
 	srv := httptest.NewServer(sseTestHandler(h, returned))
 	defer srv.Close()
-	nc, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, resp := sseSubscribe(t, srv.Listener.Addr().String())
 	defer nc.Close()
-	fmt.Fprintf(nc, "GET /sub HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	events := sseReader(resp.Body)
 	if ev := <-events; ev.name != "connected" {
 		t.Fatalf("first event %+v", ev)
