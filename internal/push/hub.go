@@ -122,7 +122,7 @@ func New(opts Options, b broker.Broker, m *Metrics, log *zap.Logger) (*Hub, erro
 	go h.sweep()
 	if ce := log.Check(zap.DebugLevel, "hub started"); ce != nil {
 		ring, why := RingWrites()
-		fields := []zap.Field{zap.String("hub", opts.Name), zap.Bool("io_uring_writes", ring)}
+		fields := []zap.Field{zap.Bool("io_uring_writes", ring)}
 		if !ring {
 			fields = append(fields, zap.NamedError("io_uring", why))
 		}
