@@ -111,6 +111,9 @@ func (p *Push) subscribeSSE(w http.ResponseWriter, r *http.Request) error {
 		LastEventID: last,
 		Hijack:      plainResponse(w),
 	}
+	if s.Hijack {
+		s.Flush = underIdleTimeout(w)
+	}
 	if err := p.identify(r, &s.ConnOptions); err != nil {
 		return refuse(w, r, http.StatusUnauthorized, err.Error())
 	}
@@ -131,7 +134,7 @@ func (p *Push) subscribeSSE(w http.ResponseWriter, r *http.Request) error {
 }
 
 // plainResponse reports whether every writer between Caddy's server and
-// this handler only passes the response through: net/http's own and
+// this handler only passes the response through: the server's own (HTTP/1.1, HTTP/2, HTTP/3) and
 // Caddy's core wrappers (the access log's recorder, the server's). Any
 // other (encode, a header directive that defers, a third-party module)
 // may transform or inspect the body, so the stream is then written
@@ -142,7 +145,7 @@ func plainResponse(w http.ResponseWriter) bool {
 		if t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
-		if pkg := t.PkgPath(); pkg != "net/http" && pkg != caddyhttpPkg {
+		if pkg := t.PkgPath(); !serverWriterPkgs[pkg] && pkg != caddyhttpPkg {
 			return false
 		}
 		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
@@ -155,3 +158,28 @@ func plainResponse(w http.ResponseWriter) bool {
 }
 
 var caddyhttpPkg = reflect.TypeOf(caddyhttp.ResponseWriterWrapper{}).PkgPath()
+
+// serverWriterPkgs are the packages of the servers' own response writers
+// (HTTP/1.1, HTTP/2 as Caddy serves it, HTTP/3).
+var serverWriterPkgs = map[string]bool{"net/http": true, "golang.org/x/net/http2": true, "github.com/quic-go/quic-go/http3": true}
+
+// underIdleTimeout returns the writer under Caddy's per-write idle timeout
+// in w's chain (nil: none). Its Flush arms the write deadline and clears it
+// again, on HTTP/2 and HTTP/3 a round trip to the connection each time; an
+// event stream bounds its writes by the hub's sweep, and flushing below it
+// skips those two round trips per event while the writes still go through
+// the whole chain (the access log counts them). Only used where
+// plainResponse holds: the writers above it only pass a flush on.
+func underIdleTimeout(w http.ResponseWriter) http.ResponseWriter {
+	for range 16 {
+		if iw, ok := w.(*caddyhttp.IdleTimeoutWriter); ok {
+			return iw.Unwrap()
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil
+		}
+		w = u.Unwrap()
+	}
+	return nil
+}

@@ -28,6 +28,11 @@ type SSEOptions struct {
 	// only when nothing in front of the handler transforms or inspects
 	// the response body (e.g. a compressor): they would be bypassed.
 	Hijack bool
+	// Flush, if set, is the writer flushed after each batch instead of
+	// the response itself: one under wrappers that only pass a flush on
+	// (and, through Caddy's per-write idle timeout, would arm and clear a
+	// deadline around it). Writes still go through the whole response.
+	Flush http.ResponseWriter
 }
 
 // Refusal is a subscribe refused before the stream started: the handler
@@ -71,7 +76,7 @@ func ParseEvents(events []string) ([]string, error) {
 // nothing; afterwards nil.
 func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, s SSEOptions) error {
 	start := time.Now()
-	tr := newSSETransport(w, h.opts.WriteTimeout, s.Retry, h.opts.History.Size > 0, s.Hijack && r.ProtoMajor == 1)
+	tr := newSSETransport(w, s.Flush, h.opts.WriteTimeout, s.Retry, h.opts.History.Size > 0, s.Hijack && r.ProtoMajor == 1)
 	if tr.retry <= 0 {
 		tr.retry = 2 * time.Second
 	}

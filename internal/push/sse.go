@@ -68,12 +68,13 @@ func sseCloseFrame(code int, reason string) []byte {
 }
 
 // sseTransport writes events to the response of the subscribe request,
-// flushing each batch through http.ResponseController. The write deadline
-// is armed for the batch and cleared after it: a deadline left armed resets
-// an idle HTTP/2 stream when it passes.
+// flushing each batch through http.ResponseController (fl: of the response,
+// or of SSEOptions.Flush). No write deadline is armed per batch: the hub's
+// sweep cuts a write stuck past the write timeout (stuck, abort).
 type sseTransport struct {
 	w     http.ResponseWriter
 	rc    *http.ResponseController
+	fl    *http.ResponseController
 	wt    time.Duration
 	retry time.Duration
 	// pos is nil when frames carry no position (history off).
@@ -103,9 +104,13 @@ type sseTransport struct {
 
 var _ transport = (*sseTransport)(nil)
 
-func newSSETransport(w http.ResponseWriter, wt, retry time.Duration, withPos, hijack bool) *sseTransport {
+func newSSETransport(w, flush http.ResponseWriter, wt, retry time.Duration, withPos, hijack bool) *sseTransport {
 	t := &sseTransport{w: w, rc: http.NewResponseController(w), wt: wt, retry: retry, hijack: hijack,
 		done: make(chan struct{}), taken: make(chan *hijackedStream, 1)}
+	t.fl = t.rc
+	if flush != nil {
+		t.fl = http.NewResponseController(flush)
+	}
 	if withPos {
 		t.pos = newSSEPositions()
 	}
@@ -137,7 +142,7 @@ func (t *sseTransport) write(batch []item) error {
 		t.hijack = false
 		if hs := takeOver(t.w, t.rc); hs != nil {
 			t.mu.Lock()
-			t.h1, t.w, t.rc = hs, nil, nil
+			t.h1, t.w, t.rc, t.fl = hs, nil, nil, nil
 			t.mu.Unlock()
 			err := hs.writeBlocking(t.wt, b, true)
 			t.keepBuf(b)
@@ -164,7 +169,7 @@ func (t *sseTransport) write(batch []item) error {
 	}
 	_, err := t.w.Write(b)
 	if err == nil {
-		err = t.rc.Flush()
+		err = t.fl.Flush()
 	}
 	t.since.Store(0)
 	t.keepBuf(b)
