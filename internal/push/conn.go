@@ -255,10 +255,10 @@ func (c *Conn) writeLoop() {
 // Whatever a socket does not take at once, and whatever was queued
 // meanwhile, goes to that connection's writer goroutine: a publish never
 // waits for a slow reader.
-func writeNow(conns []*Conn) {
+func (h *Hub) writeNow(conns []*Conn) {
 	for len(conns) > 0 {
 		k := min(len(conns), maxNowBatch)
-		writeNowBatch(conns[:k])
+		h.writeNowBatch(conns[:k])
 		conns = conns[k:]
 	}
 }
@@ -280,7 +280,7 @@ type nowBatch struct {
 
 var nowBatches = sync.Pool{New: func() any { return new(nowBatch) }}
 
-func writeNowBatch(conns []*Conn) {
+func (h *Hub) writeNowBatch(conns []*Conn) {
 	b := nowBatches.Get().(*nowBatch)
 	k := 0
 	for _, c := range conns {
@@ -305,12 +305,10 @@ func writeNowBatch(conns []*Conn) {
 	// One clock reading and one count for the batch: its writes were made
 	// together.
 	now, written := time.Now().UnixNano(), 0
-	var h *Hub
 	for i := range b.conns[:k] {
 		w := &b.conns[i]
 		done, err := w.c.tr.finishTry(&b.ws[i])
 		written += w.c.afterTry(w.batch, w.n, done, err, now)
-		h = w.c.hub
 	}
 	if written > 0 {
 		h.metrics.Written.Add(float64(written))

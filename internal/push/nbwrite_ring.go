@@ -90,16 +90,14 @@ func (o *sendOp) set(fd int32, bufs [][]byte) {
 }
 
 func (o *sendOp) PrepSQE(sqe *uring.SQEntry) {
-	*sqe = uring.SQEntry{Fd: o.fd, OpcodeFlags: sendFlags}
+	*sqe = uring.SQEntry{OpCode: o.opcode(), Fd: o.fd, OpcodeFlags: sendFlags}
 	if o.buf != nil {
-		sqe.OpCode = opSend
 		sqe.Addr = uint64(uintptr(unsafe.Pointer(&o.buf[0])))
 		sqe.Len = uint32(len(o.buf))
 		return
 	}
-	sqe.OpCode = opSendmsg
 	sqe.Addr = uint64(uintptr(unsafe.Pointer(&o.msg)))
-	sqe.Len = 1
+	sqe.Len = 1 // one msghdr
 }
 
 func (o *sendOp) Code() uring.OpCode { return uring.OpCode(o.opcode()) }

@@ -223,7 +223,7 @@ func (h *Hub) deliver(env *envelope, stream string, pos broker.Position, at int6
 		}
 	}
 	h.mu.RUnlock()
-	writeNow(now)
+	h.writeNow(now)
 	clear(now)
 	if n > 0 {
 		h.metrics.Delivered.Add(float64(n))
